@@ -1,0 +1,252 @@
+"""The one ``dhstudio`` command.
+
+User errors print one line, ``dhstudio: error: ...``, on stderr and exit 2;
+nothing is half-written. ``DHSTUDIO_DEBUG=1`` shows tracebacks of internal
+errors (exit 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_USER = 2
+EXIT_INTERNAL = 3
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("dhstudio")
+    except Exception:
+        return "0+unknown"
+
+
+def _read_passphrase(args) -> str | None:
+    f = getattr(args, "passphrase_file", None)
+    if f:
+        from provenance.errors import KeyStoreError
+
+        try:
+            return Path(f).read_text().rstrip("\r\n")
+        except OSError as e:
+            raise KeyStoreError(f"passphrase file {f}: {e.strerror}") from None
+    return os.environ.get("DHSTUDIO_KEY_PASSPHRASE") or None
+
+
+# -- keys ----------------------------------------------------------------------
+
+def cmd_keys_init(args) -> int:
+    from provenance import keys
+
+    paths = keys.init_keys(passphrase=_read_passphrase(args), organization=args.org, force=args.force)
+    home = keys.home_dir()
+    print(f"created a local CA and a signing certificate in {home / 'keys'}")
+    print(f"give verifiers the trust anchor: dhstudio keys anchor > dhstudio-ca.pem")
+    if paths is not None and hasattr(paths, "__dict__"):
+        pass
+    return 0
+
+
+def cmd_keys_import(args) -> int:
+    from provenance import keys
+
+    key_pass = None
+    if args.key_passphrase_file:
+        key_pass = Path(args.key_passphrase_file).read_text().rstrip("\r\n")
+    keys.import_keys(
+        Path(args.cert), Path(args.key), passphrase=_read_passphrase(args), key_passphrase=key_pass, force=args.force
+    )
+    print(f"imported signing certificate into {keys.home_dir() / 'keys'}")
+    return 0
+
+
+def cmd_keys_anchor(args) -> int:
+    from provenance import keys
+
+    sys.stdout.write(keys.trust_anchor_pem().decode())
+    return 0
+
+
+# -- sign / verify ----------------------------------------------------------------
+
+def _parse_params(items: list[str]) -> dict:
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            from provenance.errors import InputError
+
+            raise InputError(f"--param {it!r}: expected NAME=VALUE")
+        k, v = it.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
+def cmd_sign(args) -> int:
+    from provenance.manifest import GenerationSpec
+    from studio.pipelines.publish import publish
+
+    spec = GenerationSpec(
+        model_name=args.model,
+        model_version=args.model_version,
+        weights_sha256=args.weights_sha256,
+        parameters=_parse_params(args.param),
+        seed=args.seed,
+        digital_source_type=args.source_type,
+        ingredients=[Path(p) for p in args.ingredient or []],
+        training_mining=args.training_mining,
+    )
+    for ing in spec.ingredients:
+        from provenance.report import check_input_path
+
+        check_input_path(ing)
+    res = publish(Path(args.input), Path(args.output), spec, watermark=not args.no_watermark,
+                  passphrase=_read_passphrase(args))
+    if res.identity_created:
+        from provenance.keys import home_dir
+
+        print(f"dhstudio: notice: no signing identity found; created a local CA and signer in {home_dir() / 'keys'}",
+              file=sys.stderr)
+    if args.json:
+        print(json.dumps(res.to_dict()))
+    else:
+        wm = f", watermark id {res.watermark_id:012x}" if res.watermark_id is not None else ", no watermark"
+        print(f"signed {res.path} ({res.media_type}{wm})")
+        if res.sidecar:
+            print(f"manifest written beside it: {res.sidecar}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from provenance.errors import InputError
+    from provenance.report import render_html, summary_text, verify
+
+    anchors = None
+    if args.trust_anchors:
+        try:
+            anchors = Path(args.trust_anchors).read_bytes()
+        except OSError as e:
+            raise InputError(f"trust anchors {args.trust_anchors}: {e.strerror}", code="trust.unreadable") from None
+        if b"-----BEGIN CERTIFICATE-----" not in anchors:
+            raise InputError(f"trust anchors {args.trust_anchors}: no PEM certificate in the file", code="trust.invalid")
+    registry = "default"
+    if args.registry:
+        from provenance.registry import Registry
+
+        registry = Registry(args.registry)
+    elif args.no_registry:
+        registry = None
+    v = verify(Path(args.file), trust_anchors=anchors, use_default_anchors=not args.no_default_anchors, registry=registry)
+    if args.html:
+        from studio.pipelines.atomic import write_text_atomic
+
+        write_text_atomic(Path(args.html), render_html([v]))
+    if args.json:
+        print(json.dumps(v, default=str))
+    else:
+        print(summary_text(v))
+    if v["label"] == "unreadable":
+        print(f"dhstudio: warning: {args.file}: {'; '.join(v['reasons'])}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from studio.pipelines.demo import run_demo
+
+    run_demo(Path(args.out), quick=args.quick)
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dhstudio", description="Digital-human generation and provenance studio.")
+    p.add_argument("--version", action="version", version=f"dhstudio {_version()}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    k = sub.add_parser("keys", help="signing identity: init, import, anchor")
+    ksub = k.add_subparsers(dest="keys_cmd", required=True)
+    ki = ksub.add_parser("init", help="create a local CA and an ES256 signing certificate")
+    ki.add_argument("--org", default="dhstudio local studio", help="Organization (O=) of the certificates")
+    ki.add_argument("--force", action="store_true", help="replace existing keys")
+    ki.add_argument("--passphrase-file", help="encrypt the private keys with the passphrase in this file "
+                    "(or set DHSTUDIO_KEY_PASSPHRASE)")
+    ki.set_defaults(func=cmd_keys_init)
+    kim = ksub.add_parser("import", help="use a certificate chain and key from a real CA")
+    kim.add_argument("--cert", required=True, help="PEM chain: signing certificate first, then intermediates")
+    kim.add_argument("--key", required=True, help="PEM private key of the signing certificate")
+    kim.add_argument("--key-passphrase-file", help="passphrase of KEY.pem if it is encrypted")
+    kim.add_argument("--passphrase-file", help="encrypt the stored key with this passphrase")
+    kim.add_argument("--force", action="store_true", help="replace existing keys")
+    kim.set_defaults(func=cmd_keys_import)
+    ka = ksub.add_parser("anchor", help="print the trust anchor PEM to give to verifiers")
+    ka.set_defaults(func=cmd_keys_anchor)
+
+    s = sub.add_parser("sign", help="watermark, C2PA-sign and register a generated file")
+    s.add_argument("input")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--model", default="dhstudio-procedural", help="generator model name")
+    s.add_argument("--model-version", default="0")
+    s.add_argument("--weights-sha256", default=None)
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--param", action="append", metavar="NAME=VALUE", help="generation parameter (repeatable)")
+    s.add_argument("--ingredient", action="append", metavar="PATH", help="input the output was made from (inputTo)")
+    s.add_argument("--source-type", default="trainedAlgorithmicMedia",
+                   help="IPTC digitalSourceType (short name or IRI): trainedAlgorithmicMedia, algorithmicMedia, "
+                        "compositeWithTrainedAlgorithmicMedia")
+    s.add_argument("--training-mining", default="notAllowed", choices=["allowed", "notAllowed", "constrained"])
+    s.add_argument("--no-watermark", action="store_true", help="sign without the invisible watermark")
+    s.add_argument("--passphrase-file", help="passphrase of the signing key")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_sign)
+
+    v = sub.add_parser("verify", help="check provenance (C2PA, watermark, registry) of any image, video or mesh")
+    v.add_argument("file")
+    v.add_argument("--json", action="store_true", help="print the Verdict as one JSON object")
+    v.add_argument("--trust-anchors", metavar="PEM", help="trusted root certificates (default: the local studio CA)")
+    v.add_argument("--no-default-anchors", action="store_true", help="trust nothing unless --trust-anchors is given")
+    v.add_argument("--registry", metavar="SQLITE", help="registry database (default: the one in DHSTUDIO_HOME)")
+    v.add_argument("--no-registry", action="store_true", help="skip the registry lookup")
+    v.add_argument("--html", metavar="OUT", help="also write an HTML report")
+    v.set_defaults(func=cmd_verify)
+
+    d = sub.add_parser("demo", help="the main job on built-in inputs: generate, sign, strip, verify")
+    d.add_argument("--out", default="demo_out", help="output folder")
+    d.add_argument("--quick", action="store_true", help="smaller inputs (for tests)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from provenance.errors import DhsError
+
+    try:
+        return int(args.func(args) or 0)
+    except DhsError as e:
+        print(f"dhstudio: error: {e.message}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("dhstudio: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # internal error: one line unless debugging
+        if os.environ.get("DHSTUDIO_DEBUG"):
+            raise
+        msg = str(e).splitlines()[0] if str(e) else ""
+        print(f"dhstudio: internal error: {type(e).__name__}: {msg} (set DHSTUDIO_DEBUG=1 for details)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
