@@ -1,0 +1,541 @@
+"""Local signing identity: a small CA and a C2PA signing certificate.
+
+Layout under ``home_dir()/keys``::
+
+    ca.pem       the local CA certificate (the trust anchor a verifier adds)
+    ca.key       the CA private key (PKCS#8, encrypted when a passphrase is set)
+    signer.pem   the signing chain: leaf first, then the CA
+    signer.key   the leaf private key (PKCS#8, encrypted when a passphrase is set)
+
+The leaf follows the C2PA certificate profile that c2pa-rs enforces: not
+self-signed, an O= and CN= subject, critical KeyUsage digitalSignature, an
+extended key usage of emailProtection plus the C2PA claim-signing OID, subject
+and authority key identifiers.
+
+Private keys never leave this module in clear except as the in-memory
+``SigningIdentity.private_key_pem`` the signer needs; nothing here prints or
+logs them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+
+from .errors import KeyStoreError
+
+__all__ = [
+    "KeyPaths",
+    "SigningIdentity",
+    "home_dir",
+    "keys_dir",
+    "init_keys",
+    "load_identity",
+    "import_keys",
+    "trust_anchor_pem",
+    "PASSPHRASE_ENV",
+    "C2PA_CLAIM_SIGNING_OID",
+]
+
+PASSPHRASE_ENV = "DHSTUDIO_KEY_PASSPHRASE"
+HOME_ENV = "DHSTUDIO_HOME"
+#: id-kp-c2pa-claimSigning (C2PA 2.x certificate profile); c2pa-rs 0.91 accepts it.
+C2PA_CLAIM_SIGNING_OID = ObjectIdentifier("1.3.6.1.4.1.62558.2.1")
+
+CA_VALIDITY_DAYS = 3650
+LEAF_VALIDITY_DAYS = 730
+
+
+# --------------------------------------------------------------------------- paths
+
+
+@dataclass(frozen=True)
+class KeyPaths:
+    """Where one identity lives on disk."""
+
+    dir: Path
+    ca_cert: Path
+    ca_key: Path
+    signer_cert: Path
+    signer_key: Path
+
+    @classmethod
+    def under(cls, home: Path) -> "KeyPaths":
+        d = Path(home) / "keys"
+        return cls(d, d / "ca.pem", d / "ca.key", d / "signer.pem", d / "signer.key")
+
+    def signer_exists(self) -> bool:
+        return self.signer_cert.exists() or self.signer_key.exists()
+
+
+def home_dir() -> Path:
+    """``$DHSTUDIO_HOME`` if set, else the per-user data dir; created with mode 0700."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        p = Path(env).expanduser()
+    else:
+        import platformdirs
+
+        p = Path(platformdirs.user_data_dir("dhstudio"))
+    try:
+        p.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise KeyStoreError(f"cannot create dhstudio home {p}: {e.strerror or e}") from None
+    return p
+
+
+def keys_dir(home: Path | None = None) -> Path:
+    return KeyPaths.under(Path(home) if home is not None else home_dir()).dir
+
+
+def _resolve_home(home: Path | str | None) -> Path:
+    if home is None:
+        return home_dir()
+    p = Path(home).expanduser()
+    p.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return p
+
+
+def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _passphrase(passphrase: str | None) -> str | None:
+    if passphrase is None:
+        passphrase = os.environ.get(PASSPHRASE_ENV) or None
+    return passphrase
+
+
+def _key_encryption(passphrase: str | None):
+    if passphrase:
+        return serialization.BestAvailableEncryption(passphrase.encode("utf-8"))
+    return serialization.NoEncryption()
+
+
+def _key_pem(key, passphrase: str | None) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, _key_encryption(passphrase)
+    )
+
+
+# --------------------------------------------------------------------------- identity
+
+
+@dataclass
+class SigningIdentity:
+    """Everything the C2PA signer needs, in memory.
+
+    ``private_key_pem`` is unencrypted PKCS#8; it is never written anywhere by
+    this package and is excluded from ``repr``.
+    """
+
+    cert_chain_pem: bytes
+    private_key_pem: bytes = field(repr=False)
+    alg: str = "es256"
+    subject: str = ""
+    issuer: str = ""
+    not_after: _dt.datetime | None = None
+    fingerprint_sha256: str = ""
+    created: bool = False
+
+    @property
+    def sha256(self) -> str:  # short alias
+        return self.fingerprint_sha256
+
+    def leaf(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificates(self.cert_chain_pem)[0]
+
+    def summary(self) -> dict:
+        return {
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "not_after": self.not_after.isoformat() if self.not_after else None,
+            "alg": self.alg,
+            "fingerprint_sha256": self.fingerprint_sha256,
+        }
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def _name(org: str, cn: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
+
+
+def _make_ca(org: str):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(org, f"{org} Root CA")
+    now = _now()
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=CA_VALIDITY_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _make_leaf(ca_key, ca_cert: x509.Certificate, org: str, *, claim_signing_eku: bool = True,
+               days: int = LEAF_VALIDITY_DAYS, not_before: _dt.datetime | None = None):
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    nb = not_before or (now - _dt.timedelta(minutes=5))
+    ekus = [ExtendedKeyUsageOID.EMAIL_PROTECTION]
+    if claim_signing_eku:
+        ekus.append(C2PA_CLAIM_SIGNING_OID)
+    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(org, f"{org} C2PA signer"))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(nb)
+        .not_valid_after(nb + _dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def init_keys(
+    home: Path | str | None = None,
+    *,
+    passphrase: str | None = None,
+    organization: str = "dhstudio local studio",
+    force: bool = False,
+) -> KeyPaths:
+    """Create a local CA and a C2PA signing certificate under ``home/keys``.
+
+    Refuses to overwrite an existing identity unless ``force``. The private
+    keys are written 0600, encrypted when a passphrase is given (argument or
+    ``$DHSTUDIO_KEY_PASSPHRASE``).
+    """
+    if not organization or not organization.strip():
+        raise KeyStoreError("organization must not be empty")
+    paths = KeyPaths.under(_resolve_home(home))
+    if not force and (paths.signer_exists() or paths.ca_cert.exists() or paths.ca_key.exists()):
+        raise KeyStoreError(f"keys already exist in {paths.dir} (use --force to replace them)")
+    passphrase = _passphrase(passphrase)
+    paths.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(paths.dir, 0o700)
+
+    ca_key, ca_cert = _make_ca(organization.strip())
+    leaf_key, leaf_cert = _make_leaf(ca_key, ca_cert, organization.strip())
+
+    # Keys first, certificates last: a half-written identity has no signer.pem.
+    _atomic_write(paths.ca_key, _key_pem(ca_key, passphrase), 0o600)
+    _atomic_write(paths.signer_key, _key_pem(leaf_key, passphrase), 0o600)
+    _atomic_write(paths.ca_cert, _pem(ca_cert), 0o644)
+    _atomic_write(paths.signer_cert, _pem(leaf_cert) + _pem(ca_cert), 0o644)
+    return paths
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _load_chain(data: bytes, what: str) -> list[x509.Certificate]:
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except Exception:
+        raise KeyStoreError(f"{what} is not a valid PEM certificate chain") from None
+    if not certs:
+        raise KeyStoreError(f"{what} holds no certificate")
+    return certs
+
+
+def _load_key(data: bytes, passphrase: str | None, what: str):
+    pw = passphrase.encode("utf-8") if passphrase else None
+    try:
+        return serialization.load_pem_private_key(data, password=pw)
+    except TypeError as e:
+        msg = str(e).lower()
+        if "encrypted" in msg and pw is None:
+            raise KeyStoreError(
+                f"{what} is encrypted: give the passphrase (--passphrase or ${PASSPHRASE_ENV})"
+            ) from None
+        if "not encrypted" in msg:
+            # a passphrase was given for a clear key: load it without one
+            try:
+                return serialization.load_pem_private_key(data, password=None)
+            except Exception:
+                raise KeyStoreError(f"{what} is not a valid PEM private key") from None
+        raise KeyStoreError(f"{what} could not be loaded: {e}") from None
+    except ValueError as e:
+        if pw is not None and ("password" in str(e).lower() or "decrypt" in str(e).lower()):
+            raise KeyStoreError(f"wrong passphrase for {what}") from None
+        if pw is not None:
+            # cryptography reports a bad password as a generic ValueError too
+            raise KeyStoreError(f"wrong passphrase for {what} (or the key file is corrupt)") from None
+        raise KeyStoreError(f"{what} is not a valid PEM private key") from None
+    except Exception:
+        raise KeyStoreError(f"{what} is not a valid PEM private key") from None
+
+
+def _alg_for_key(key) -> str:
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        name = key.curve.name
+        if name == "secp256r1":
+            return "es256"
+        if name == "secp384r1":
+            return "es384"
+        if name == "secp521r1":
+            return "es512"
+        raise KeyStoreError(f"unsupported EC curve {name} (C2PA allows P-256, P-384, P-521)")
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "ed25519"
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < 2048:
+            raise KeyStoreError(f"RSA key of {key.key_size} bits is too small (C2PA needs >= 2048)")
+        return "ps256"
+    raise KeyStoreError(f"unsupported key type {type(key).__name__} (use EC P-256/P-384, Ed25519 or RSA)")
+
+
+def _same_public_key(key, cert: x509.Certificate) -> bool:
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    try:
+        return key.public_key().public_bytes(*fmt) == cert.public_key().public_bytes(*fmt)
+    except Exception:
+        return False
+
+
+def _verify_issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    try:
+        child.verify_directly_issued_by(parent)
+        return True
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    except Exception:
+        return False
+
+
+def _name_str(name: x509.Name) -> str:
+    return name.rfc4514_string()
+
+
+def _check_chain(certs: list[x509.Certificate], key, *, what: str) -> None:
+    leaf = certs[0]
+    now = _now()
+    if not _same_public_key(key, leaf):
+        raise KeyStoreError(f"{what}: the private key does not match the signing certificate")
+    if leaf.not_valid_after_utc < now:
+        raise KeyStoreError(
+            f"{what}: signing certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d}"
+        )
+    if leaf.not_valid_before_utc > now + _dt.timedelta(minutes=5):
+        raise KeyStoreError(
+            f"{what}: signing certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d}"
+        )
+    if leaf.issuer == leaf.subject and _verify_issued_by(leaf, leaf):
+        raise KeyStoreError(
+            f"{what}: signing certificate is self-signed; C2PA rejects self-signed signers "
+            "(issue it from a CA, e.g. `dhstudio keys init`)"
+        )
+    try:
+        bc = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if bc.ca:
+            raise KeyStoreError(f"{what}: signing certificate is a CA certificate (C2PA rejects it)")
+    except x509.ExtensionNotFound:
+        pass
+    for i, (child, parent) in enumerate(zip(certs, certs[1:])):
+        if not _verify_issued_by(child, parent):
+            raise KeyStoreError(
+                f"{what}: certificate {i} of the chain is not issued by certificate {i + 1}"
+            )
+        if parent.not_valid_after_utc < now:
+            raise KeyStoreError(
+                f"{what}: chain certificate {_name_str(parent.subject)} expired on "
+                f"{parent.not_valid_after_utc:%Y-%m-%d}"
+            )
+
+
+def _identity(certs: list[x509.Certificate], key, chain_pem: bytes) -> SigningIdentity:
+    leaf = certs[0]
+    clear = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return SigningIdentity(
+        cert_chain_pem=chain_pem,
+        private_key_pem=clear,
+        alg=_alg_for_key(key),
+        subject=_name_str(leaf.subject),
+        issuer=_name_str(leaf.issuer),
+        not_after=leaf.not_valid_after_utc,
+        fingerprint_sha256=hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest(),
+    )
+
+
+def _chain_pem(certs: list[x509.Certificate]) -> bytes:
+    return b"".join(_pem(c) for c in certs)
+
+
+def load_identity(
+    home: Path | str | None = None,
+    *,
+    passphrase: str | None = None,
+    create: bool = False,
+) -> SigningIdentity:
+    """Load and validate the signing identity stored under ``home/keys``.
+
+    With ``create=True`` and no identity present, a new one is made first and
+    ``identity.created`` is True. Every problem is a one-line KeyStoreError.
+    """
+    home_p = _resolve_home(home)
+    paths = KeyPaths.under(home_p)
+    created = False
+    if not paths.signer_cert.exists() and not paths.signer_key.exists():
+        if not create:
+            raise KeyStoreError(
+                f"no signing identity in {paths.dir} (run `dhstudio keys init` or `dhstudio keys import`)"
+            )
+        init_keys(home_p, passphrase=passphrase)
+        created = True
+    for p in (paths.signer_cert, paths.signer_key):
+        if not p.exists():
+            raise KeyStoreError(f"signing identity incomplete: {p} is missing")
+    try:
+        chain_pem = paths.signer_cert.read_bytes()
+        key_pem = paths.signer_key.read_bytes()
+    except OSError as e:
+        raise KeyStoreError(f"cannot read signing identity: {e.strerror or e}") from None
+    certs = _load_chain(chain_pem, str(paths.signer_cert))
+    key = _load_key(key_pem, _passphrase(passphrase), str(paths.signer_key))
+    _alg_for_key(key)
+    _check_chain(certs, key, what="signing identity")
+    ident = _identity(certs, key, _chain_pem(certs))
+    ident.created = created
+    return ident
+
+
+def import_keys(
+    cert_chain_path: Path | str,
+    key_path: Path | str,
+    home: Path | str | None = None,
+    *,
+    passphrase: str | None = None,
+    key_passphrase: str | None = None,
+    force: bool = False,
+) -> KeyPaths:
+    """Import an existing certificate chain and private key.
+
+    ``key_passphrase`` opens the given key file; ``passphrase`` (or
+    ``$DHSTUDIO_KEY_PASSPHRASE``) encrypts the stored copy. The chain must
+    start with the signing certificate; the last certificate becomes the trust
+    anchor (``trust_anchor_pem``). An imported identity has no ca.key.
+    """
+    cert_chain_path, key_path = Path(cert_chain_path), Path(key_path)
+    try:
+        chain_data = cert_chain_path.read_bytes()
+    except OSError as e:
+        raise KeyStoreError(f"cannot read certificate chain {cert_chain_path}: {e.strerror or e}") from None
+    try:
+        key_data = key_path.read_bytes()
+    except OSError as e:
+        raise KeyStoreError(f"cannot read private key {key_path}: {e.strerror or e}") from None
+    certs = _load_chain(chain_data, str(cert_chain_path))
+    key = _load_key(key_data, key_passphrase, str(key_path))
+    _alg_for_key(key)
+    _check_chain(certs, key, what=str(cert_chain_path))
+
+    paths = KeyPaths.under(_resolve_home(home))
+    if not force and (paths.signer_exists() or paths.ca_cert.exists()):
+        raise KeyStoreError(f"keys already exist in {paths.dir} (use --force to replace them)")
+    paths.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(paths.dir, 0o700)
+    _atomic_write(paths.signer_key, _key_pem(key, _passphrase(passphrase)), 0o600)
+    _atomic_write(paths.ca_cert, _pem(certs[-1]), 0o644)
+    _atomic_write(paths.signer_cert, _chain_pem(certs), 0o644)
+    if paths.ca_key.exists():
+        # a CA key from an earlier `init` does not belong to this chain
+        paths.ca_key.unlink()
+    return paths
+
+
+def trust_anchor_pem(home: Path | str | None = None) -> bytes:
+    """The certificate a verifier must trust for our signatures (PEM).
+
+    The local CA after ``init_keys``; the last certificate of the chain after
+    ``import_keys``.
+    """
+    paths = KeyPaths.under(_resolve_home(home))
+    src = paths.ca_cert if paths.ca_cert.exists() else paths.signer_cert
+    if not src.exists():
+        raise KeyStoreError(f"no signing identity in {paths.dir} (run `dhstudio keys init`)")
+    try:
+        certs = _load_chain(src.read_bytes(), str(src))
+    except OSError as e:
+        raise KeyStoreError(f"cannot read {src}: {e.strerror or e}") from None
+    return _pem(certs[-1])
