@@ -116,7 +116,10 @@ def publish(
         has_manifest = False
 
     wm_id = None
-    tmpdir = Path(tempfile.mkdtemp(prefix=".dhstudio-publish-", dir=dst.parent))
+    try:
+        tmpdir = Path(tempfile.mkdtemp(prefix=".dhstudio-publish-", dir=dst.parent))
+    except OSError as e:
+        raise OutputError(f"cannot write in {dst.parent}: {e.strerror}", code="output.unwritable") from None
     try:
         work = tmpdir / ("marked" + dst.suffix.lower())
         if watermark and media_type in _IMAGE:

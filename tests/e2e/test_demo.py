@@ -1,0 +1,29 @@
+"""The main job end to end (quick sizes): generate, sign, tamper, strip, verify."""
+
+import json
+from pathlib import Path
+
+from studio.pipelines.demo import run_demo
+
+
+def test_demo_quick(tmp_path, monkeypatch):
+    monkeypatch.setenv("DHSTUDIO_HOME", str(tmp_path / "home"))
+    res = run_demo(tmp_path / "out", quick=True)
+    labels = {"/".join(Path(v["file"]["path"]).parts[-2:]): v["label"] for v in res["verdicts"]}
+    assert labels == {
+        "signed/scene.png": "signed-generated-intact",
+        "signed/clip.mp4": "signed-generated-intact",
+        "signed/scene_tampered.png": "signed-tampered",
+        "stripped/scene_social.jpg": "watermarked-manifest-stripped",
+        "stripped/clip_social.mp4": "watermarked-manifest-stripped",
+        "inputs/scene.png": "unsigned-unmarked",
+    }
+    assert res["ok"]
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "watermarked-manifest-stripped" in html
+    for v in res["verdicts"]:
+        json.dumps(v)
+        if v["label"] == "watermarked-manifest-stripped":
+            summ = v["registry"]["manifest_summary"]
+            assert summ["generator"]["model_name"] == "dhstudio-procedural-scene"
+            assert v["registry"]["record"]["wm_id"] == v["watermark"]["id"]
