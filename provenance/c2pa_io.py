@@ -442,7 +442,9 @@ def _fill_from_store(res: ProvenanceResult, store: dict, crjson: dict | None, *,
             g["softwareAgent"] = agent
         res.generator = g
     elif agent is not None:
-        res.generator = {"softwareAgent": agent}
+        name = agent.get("name") if isinstance(agent, dict) else str(agent)
+        ver = agent.get("version") if isinstance(agent, dict) else None
+        res.generator = {"name": name, "version": ver, "softwareAgent": agent}
     else:
         res.generator = None
     sb = _assertion(m, SOFT_BINDING_LABEL)

@@ -169,18 +169,13 @@ def _software_agent() -> dict:
 
 def _generation_assertion(spec: GenerationSpec, ingredient_hashes: list[dict]) -> dict:
     data: dict = {
-        "model": {
-            "name": spec.model_name,
-            "version": str(spec.model_version),
-        },
+        "model_name": spec.model_name,
+        "model_version": str(spec.model_version),
+        "weights_sha256": spec.weights_sha256,
         "parameters": dict(spec.parameters or {}),
+        "seed": int(spec.seed) if spec.seed is not None else None,
+        "inputs": ingredient_hashes,
     }
-    if spec.weights_sha256:
-        data["model"]["weights_sha256"] = spec.weights_sha256
-    if spec.seed is not None:
-        data["seed"] = int(spec.seed)
-    if ingredient_hashes:
-        data["inputs"] = ingredient_hashes
     if spec.watermark_alg or spec.watermark_id is not None:
         data["watermark"] = {"alg": spec.watermark_alg, "id": spec.watermark_id}
     return {"label": GENERATION_LABEL, "data": data}
