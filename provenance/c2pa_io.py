@@ -621,6 +621,24 @@ def _has_manifest(path: Path, fmt: str) -> bool:
         return False
 
 
+def _glb_parent_manifest(parent: Path) -> tuple[bytes, str, dict]:
+    """The external store of a signed GLB parent, its active label and validation results."""
+    sc = sidecar_path(parent)
+    if not sc.is_file():
+        raise InputError(f"parent {parent}: no {SIDECAR_SUFFIX} manifest next to it", code="input.no_manifest")
+    store = sc.read_bytes()
+    try:
+        with c2pa.Reader(GLB_TYPE, str(parent), manifest_data=store, context=_context(None)) as r:
+            report = json.loads(r.json())
+    except c2pa.C2paError as e:
+        raise InputError(f"parent {parent}: unreadable manifest ({_one_line(str(e))})",
+                         code="input.bad_manifest") from None
+    label = report.get("active_manifest")
+    if not label:
+        raise InputError(f"parent {parent}: manifest store has no active manifest", code="input.bad_manifest")
+    return store, label, report.get("validation_results") or {}
+
+
 def _make_signer(identity: SigningIdentity) -> "c2pa.Signer":
     info = c2pa.C2paSignerInfo(identity.alg, identity.cert_chain_pem, identity.private_key_pem, None)
     return c2pa.Signer.from_info(info)
@@ -725,9 +743,32 @@ def sign_file(
         raise SigningError(f"bad generation spec: {e}", code="signing.bad_spec") from None
     definition["ingredients"] = list(ingredient_defs)
 
-    tmp = _tmp_in(dst.parent, dst.name)
-    tmp_sidecar = _tmp_in(dst.parent, dst.name + SIDECAR_SUFFIX) if fmt == GLB_TYPE else None
+    parent_json = None
+    parent_store = None
+    if parent is not None:
+        parent_json = {
+            "title": parent.name,
+            "relationship": "parentOf",
+            "label": parent_label,
+            "metadata": {"io.dhstudio.sha256": file_sha256(parent)},
+        }
+        if parent_fmt == GLB_TYPE:
+            # no C2PA embedding for GLB: the parent's manifest is its external store,
+            # given to c2pa-rs as the ingredient's manifest_data resource
+            parent_store, label, vres = _glb_parent_manifest(parent)
+            parent_json.update({
+                "format": GLB_TYPE,
+                "active_manifest": label,
+                "validation_results": vres,
+                "manifest_data": {"format": "application/c2pa", "identifier": "dhstudio-parent.c2pa"},
+            })
+            definition["ingredients"].append(parent_json)
+
+    tmp = tmp_sidecar = None
     try:
+        tmp = _tmp_in(dst.parent, dst.name)
+        if fmt == GLB_TYPE:
+            tmp_sidecar = _tmp_in(dst.parent, dst.name + SIDECAR_SUFFIX)
         try:
             ctx = _context(None)
             builder = c2pa.Builder(definition, context=ctx)
@@ -737,23 +778,12 @@ def sign_file(
             if fmt == GLB_TYPE:
                 builder.set_no_embed()
             if parent is not None:
-                pj = {
-                    "title": parent.name,
-                    "relationship": "parentOf",
-                    "label": parent_label,
-                    "metadata": {"io.dhstudio.sha256": file_sha256(parent)},
-                }
                 try:
-                    if parent_fmt == GLB_TYPE:
-                        psc = sidecar_path(parent)
-                        if psc.is_file():
-                            with open(psc, "rb") as pf:
-                                builder.add_ingredient({**pj, "format": GLB_TYPE}, "application/c2pa", pf)
-                        else:
-                            raise SigningError(f"parent {parent} has no {SIDECAR_SUFFIX} manifest")
+                    if parent_store is not None:
+                        builder.add_resource("dhstudio-parent.c2pa", io.BytesIO(parent_store))
                     else:
                         with open(parent, "rb") as pf:
-                            builder.add_ingredient(pj, parent_fmt, pf)
+                            builder.add_ingredient(parent_json, parent_fmt, pf)
                 except c2pa.C2paError as e:
                     raise SigningError(f"cannot add parent {parent.name}: {_one_line(str(e))}") from None
             for entry, ifmt, p in ingredient_streams:
@@ -774,7 +804,12 @@ def sign_file(
                         fdst.flush()
                         os.fsync(fdst.fileno())
                 except c2pa.C2paError as e:
-                    raise SigningError(f"signing {src.name} failed: {_one_line(str(e))}") from None
+                    msg = _one_line(str(e))
+                    code = _error_code(msg)
+                    if code.startswith("input.") or "failed to fill whole buffer" in msg:
+                        raise InputError(f"{src}: malformed {fmt} file, cannot be signed ({msg})",
+                                         code="input.malformed") from None
+                    raise SigningError(f"signing {src.name} failed: {msg}") from None
         if not store:
             raise SigningError(f"signing {src.name} produced no manifest")
         if fmt == GLB_TYPE:

@@ -456,3 +456,32 @@ def test_read_missing_and_garbage(tmp_path):
     assert not r.manifest_found and r.error is not None
     r = read_manifest_store(b"")
     assert r.error["code"] == "input.empty"
+
+
+def test_glb_resign_keeps_parent_chain(tmp_path, ident):
+    _, identity, anchor = ident
+    v1 = tmp_path / "v1.glb"
+    sign_file(make_glb(tmp_path / "m.glb"), v1, _spec(), identity)
+    first = read_file(v1, trust_anchors=anchor)
+    # a signed GLB as src: its external store becomes the parent's manifest
+    v2 = tmp_path / "v2.glb"
+    sign_file(v1, v2, _spec(model_name="mesh-wm"), identity)
+    r = read_file(v2, trust_anchors=anchor)
+    assert r.state == "Trusted", r.failures
+    parents = [i for i in r.ingredients if i["relationship"] == "parentOf"]
+    assert len(parents) == 1 and parents[0]["manifest_label"] == first.manifest_label
+    assert parents[0]["digital_source_type"] == DIGITAL_SOURCE_TYPES["trainedAlgorithmicMedia"]
+    # a changed mesh with the earlier signed version as explicit parent
+    changed = tmp_path / "changed.glb"
+    data = bytearray(v1.read_bytes())
+    data[-1] ^= 0xFF
+    changed.write_bytes(bytes(data))
+    v3 = tmp_path / "v3.glb"
+    sign_file(changed, v3, _spec(), identity, parent=v1)
+    r3 = read_file(v3, trust_anchors=anchor)
+    assert r3.state == "Trusted"
+    assert [i["relationship"] for i in r3.ingredients] == ["parentOf"]
+    # a GLB parent without its external store is an input error
+    with pytest.raises(InputError):
+        sign_file(changed, tmp_path / "v4.glb", _spec(), identity, parent=make_glb(tmp_path / "bare.glb"))
+    assert not (tmp_path / "v4.glb").exists()

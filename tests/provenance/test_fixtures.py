@@ -171,3 +171,18 @@ def test_garbage_store_bytes(fixtures):
     # a non-C2PA file handed to the stand-alone store reader is a clean error
     r = read_manifest_store((fixtures / "tiff_poc.tiff").read_bytes())
     assert not r.manifest_found and r.error
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["nested_moov_1000.mp4", "riff_bomb_1000.wav", "sample3.invalid.wav"])
+def test_signing_hostile_file_is_input_error(fixtures, name, signing_identity, tmp_path):
+    from provenance.c2pa_io import sign_file
+    from provenance.errors import InputError
+    from provenance.manifest import GenerationSpec
+
+    _, identity, _ = signing_identity
+    t0 = time.monotonic()
+    with pytest.raises(InputError):
+        sign_file(fixtures / name, tmp_path / name, GenerationSpec(), identity)
+    assert time.monotonic() - t0 < HOSTILE_SECONDS
+    assert list(tmp_path.iterdir()) == []
