@@ -410,6 +410,7 @@ def _check_chain(certs: list[x509.Certificate], key, *, what: str) -> None:
             raise KeyStoreError(f"{what}: signing certificate is a CA certificate (C2PA rejects it)")
     except x509.ExtensionNotFound:
         pass
+    _check_leaf_profile(leaf, what)
     for i, (child, parent) in enumerate(zip(certs, certs[1:])):
         if not _verify_issued_by(child, parent):
             raise KeyStoreError(
@@ -420,6 +421,78 @@ def _check_chain(certs: list[x509.Certificate], key, *, what: str) -> None:
                 f"{what}: chain certificate {_name_str(parent.subject)} expired on "
                 f"{parent.not_valid_after_utc:%Y-%m-%d}"
             )
+
+
+_ACCEPTED_EKUS = {
+    ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    ObjectIdentifier("1.3.6.1.5.5.7.3.36"),  # id-kp-documentSigning
+    C2PA_CLAIM_SIGNING_OID,
+    ObjectIdentifier("1.3.6.1.4.1.311.76.59.1.9"),  # Microsoft C2PA signing
+}
+
+
+def _check_leaf_profile(leaf: x509.Certificate, what: str) -> None:
+    """The parts of the C2PA signer certificate profile c2pa-rs enforces."""
+    exts = leaf.extensions
+    try:
+        ku = exts.get_extension_for_class(x509.KeyUsage).value
+        if not ku.digital_signature:
+            raise KeyStoreError(f"{what}: signing certificate lacks the digitalSignature key usage (C2PA needs it)")
+    except x509.ExtensionNotFound:
+        raise KeyStoreError(f"{what}: signing certificate has no KeyUsage extension (C2PA needs digitalSignature)") from None
+    try:
+        eku = exts.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        raise KeyStoreError(
+            f"{what}: signing certificate has no extended key usage (C2PA needs emailProtection, "
+            "documentSigning or c2pa claimSigning)"
+        ) from None
+    if ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku:
+        raise KeyStoreError(f"{what}: signing certificate has anyExtendedKeyUsage, which C2PA forbids")
+    if not (set(eku) & _ACCEPTED_EKUS):
+        raise KeyStoreError(
+            f"{what}: signing certificate's extended key usage is not one C2PA accepts "
+            "(emailProtection, documentSigning or c2pa claimSigning)"
+        )
+    try:
+        exts.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    except x509.ExtensionNotFound:
+        raise KeyStoreError(f"{what}: signing certificate has no authority key identifier (C2PA needs it)") from None
+
+
+def _trial_sign(ident: "SigningIdentity", what: str) -> None:
+    """Sign a tiny image with c2pa-rs: anything it refuses is refused here, at import time."""
+    import io
+
+    try:
+        import c2pa
+        from PIL import Image
+    except ImportError:  # pragma: no cover - both are hard dependencies
+        return
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (128, 128, 128)).save(buf, "PNG")
+    buf.seek(0)
+    settings = {
+        "version": 1,
+        "verify": {"ocsp_fetch": False, "remote_manifest_fetch": False, "verify_after_sign": True},
+        "core": {"allowed_network_hosts": []},
+        "builder": {"thumbnail": {"enabled": False}},
+    }
+    definition = {
+        "claim_generator_info": [{"name": "dhstudio-keycheck"}],
+        "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": [
+            {"action": "c2pa.created",
+             "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCreation"}]}}],
+    }
+    try:
+        ctx = c2pa.Context.from_dict(settings)
+        with c2pa.Builder(definition, context=ctx) as b, c2pa.Signer.from_info(
+            c2pa.C2paSignerInfo(ident.alg, ident.cert_chain_pem, ident.private_key_pem, None)
+        ) as signer:
+            b.sign(signer, "image/png", buf, io.BytesIO())
+    except Exception as e:
+        msg = " ".join(str(e).split())
+        raise KeyStoreError(f"{what}: the C2PA library refuses this certificate/key ({msg})") from None
 
 
 def _identity(certs: list[x509.Certificate], key, chain_pem: bytes) -> SigningIdentity:
@@ -509,6 +582,7 @@ def import_keys(
     key = _load_key(key_data, key_passphrase, str(key_path))
     _alg_for_key(key)
     _check_chain(certs, key, what=str(cert_chain_path))
+    _trial_sign(_identity(certs, key, _chain_pem(certs)), str(cert_chain_path))
 
     paths = KeyPaths.under(_resolve_home(home))
     if not force and (paths.signer_exists() or paths.ca_cert.exists()):

@@ -182,12 +182,46 @@ def test_import_ed25519(dhs_home, tmp_path):
         .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     chain = _write(tmp_path, "chain.pem", keys._pem(leaf) + keys._pem(ca))
     key = _write(tmp_path, "leaf.key", keys._key_pem(leaf_key, None))
     keys.import_keys(chain, key)
     assert keys.load_identity().alg == "ed25519"
+
+
+def _leaf_without(ca_key, ca, key, *, drop: str):
+    now = dt.datetime.now(dt.timezone.utc)
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(keys._name("Org", "signer"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+    )
+    if drop != "ku":
+        b = b.add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+    if drop != "eku":
+        b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+    if drop != "aki":
+        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+    return b.sign(ca_key, hashes.SHA256())
+
+
+@pytest.mark.parametrize("drop,match", [("ku", "KeyUsage"), ("eku", "extended key usage"),
+                                        ("aki", "authority key identifier")])
+def test_import_rejects_non_c2pa_profile(dhs_home, tmp_path, drop, match):
+    ca_key, ca = _ca(tmp_path)
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = _leaf_without(ca_key, ca, key, drop=drop)
+    chain = _write(tmp_path, "chain.pem", keys._pem(leaf) + keys._pem(ca))
+    keyf = _write(tmp_path, "leaf.key", keys._key_pem(key, None))
+    with pytest.raises(KeyStoreError, match=match):
+        keys.import_keys(chain, keyf)
+    assert not (dhs_home / "keys").exists() or not any((dhs_home / "keys").iterdir())
 
 
 def test_import_mismatched_key(dhs_home, tmp_path):
