@@ -16,6 +16,8 @@ import pytest
 
 from provenance.c2pa_io import read_file, read_manifest_store
 
+pytestmark = pytest.mark.shared
+
 FIXTURES = "c2pa_fixtures"
 
 # file -> (kind, detail)
