@@ -238,7 +238,17 @@ def _decide(media_type, prov: dict, wm: dict, reg: dict) -> tuple[str, list[str]
     if perr.get("code") in ("remote_manifest", "c2pa.remote_manifest") or prov.get("remote_url"):
         reasons.append(f"manifest is remote ({prov.get('remote_url') or perr.get('message')}) and was not fetched (offline verifier)")
         return "remote-manifest-not-fetched", reasons
-    if perr and perr.get("code") not in (None, "ManifestNotFound", "c2pa.manifest_not_found", "manifest_not_found"):
+    pcode = perr.get("code") or ""
+    if pcode.startswith("c2pa.") and pcode not in ("c2pa.manifest_not_found", "c2pa.settings"):
+        # a manifest is there but c2pa-rs refuses to validate it (unknown algorithm, prerelease...)
+        reasons.append(f"a C2PA manifest is present but cannot be validated: {perr.get('message')}")
+        if wm.get("found"):
+            reasons.append(f"invisible watermark found: id {wm.get('id_hex')}")
+        return "manifest-unreadable", reasons
+    if pcode in ("input.malformed", "input.corrupt") and not wm.get("found"):
+        reasons.append(f"malformed file: {perr.get('message')}")
+        return "unreadable", reasons
+    if perr and pcode not in ("ManifestNotFound", "manifest_not_found"):
         reasons.append(f"C2PA reader: {perr.get('message')}")
     if wm.get("found"):
         reasons.append(
