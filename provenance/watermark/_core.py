@@ -1,0 +1,388 @@
+"""Luma-domain watermark engine shared by the image and video front ends (private).
+
+Geometry
+--------
+A keyed pattern lives on a canonical square grid of CHIPS x CHIPS cells
+("chips"), anchored at the image's top-left corner and scaled so that the
+image's long edge spans CHIPS chips. A landscape image therefore carries the
+top rows of the grid, a portrait one the left columns. Because the grid is
+tied to the long edge, any aspect-preserving resize leaves the chip grid
+unchanged; a crop becomes a shift (the crop offset) plus a scale (original
+long edge / cropped long edge, in [1, 1.11] for a 10 % area crop).
+
+Each chip is either a pilot chip (known keyed +-1) or a message chip carrying
+one of the 258 channel bits (see _ecc) times a keyed +-1 spreading sign; the
+roles come from a keyed permutation, so every channel bit is spread over ~40
+chips scattered over the whole grid (a crop only erases a fraction of each).
+The chip array is upsampled to the image with bilinear interpolation (smooth,
+low/mid frequency: survives blur, JPEG and x0.5 downscales), weighted by a
+mild perceptual mask (more in textured areas, less in flat ones) and scaled
+so that the RMS change is the one that gives the target PSNR; the same delta
+is added to R, G and B (luma only).
+
+Decoding
+--------
+1. luma -> intermediate image (long edge <= 512, area filter);
+2. for each scale hypothesis s: resample to the working grid (2 px per
+   chip, i.e. the canonical grid is 256 x 256 px), high-pass (subtract a
+   Gaussian local mean) and divide by the local RMS (whitening / robust
+   weighting), then FFT cross-correlate with the pilot over shifts covering
+   crops of up to ~20 % of each side; coarse scales first, then refine
+   around the best peaks;
+3. for at most MAX_ATTEMPTS (scale, shift) candidates, in order of pilot
+   correlation z-score: read the chips with the adjoint of the embedding
+   interpolation, de-spread and sum into 258 soft channel bits, soft Viterbi,
+   and accept the first candidate whose CRC-32 matches.
+
+Decision rule and false-positive bound: the watermark is reported found only
+when a decoded 80-bit word passes the CRC-32 check. For an unmarked image
+the decoded word of each attempt is (modelled as) uniformly random, so
+P(found | unmarked) <= MAX_ATTEMPTS * 2**-32 = FP_BOUND (~1.9e-9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+from scipy import fft as sfft
+from scipy import ndimage
+
+from . import _ecc
+
+CHIPS = 128  # canonical grid side, in chips
+UP = 2  # working pixels per chip when decoding
+WORK = CHIPS * UP  # canonical working grid side (256)
+N_CHIPS = CHIPS * CHIPS
+CHIPS_PER_BIT = 40
+N_MSG_CHIPS = _ecc.N_CODED * CHIPS_PER_BIT  # 10320; the other 6064 are pilot chips
+MIN_SIDE = 64
+INTERMEDIATE = 512
+MAX_SHIFT = 56  # working px (~22 % of the long edge)
+NEG_SHIFT = 6
+COARSE_SCALES = tuple(np.round(np.arange(0.98, 1.1401, 0.02), 4))
+FINE_STEPS = (-0.01, -0.005, 0.005, 0.01)
+N_REFINE = 2
+MAX_ATTEMPTS = 8
+FP_BOUND = MAX_ATTEMPTS * 2.0 ** -_ecc.CRC_BITS
+TARGET_PSNR = 42.0
+MASK_FLOOR = 6.0
+A_MIN, A_MAX = 0.4, 3.0
+HP_SIGMA = 2.0  # working px
+NORM_SIGMA = 6.0  # working px
+
+
+@dataclass(frozen=True)
+class Layout:
+    pn: np.ndarray  # (N_CHIPS,) +-1 float32
+    is_msg: np.ndarray  # (N_CHIPS,) bool
+    bit_of: np.ndarray  # (N_CHIPS,) int, channel bit index for message chips, -1 otherwise
+    pilot_grid: np.ndarray  # (CHIPS, CHIPS) float32: pn on pilot chips, 0 elsewhere
+
+
+@lru_cache(maxsize=8)
+def layout(key: bytes) -> Layout:
+    raw = np.frombuffer(_ecc.keyed_bytes(key, b"perm", 8 * N_CHIPS), dtype=np.uint64)
+    perm = np.argsort(raw, kind="stable")
+    pn = (2.0 * _ecc.keyed_bits(key, b"pn", N_CHIPS) - 1.0).astype(np.float32)
+    is_msg = np.zeros(N_CHIPS, dtype=bool)
+    is_msg[perm[:N_MSG_CHIPS]] = True
+    bit_of = np.full(N_CHIPS, -1, dtype=np.int64)
+    bit_of[perm[:N_MSG_CHIPS]] = np.arange(N_MSG_CHIPS) % _ecc.N_CODED
+    pilot = np.where(is_msg, 0.0, pn).astype(np.float32).reshape(CHIPS, CHIPS)
+    return Layout(pn, is_msg, bit_of, pilot)
+
+
+def chip_values(wm_id: int, key: bytes) -> np.ndarray:
+    lay = layout(key)
+    coded = _ecc.conv_encode(_ecc.make_info_word(wm_id, key)).astype(np.float32) * 2 - 1
+    vals = lay.pn.copy()
+    vals[lay.is_msg] *= coded[lay.bit_of[lay.is_msg]]
+    return vals.reshape(CHIPS, CHIPS)
+
+
+def _resize_f(arr: np.ndarray, size: tuple[int, int], box, resample=Image.BILINEAR) -> np.ndarray:
+    im = Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32), mode="F")
+    return np.asarray(im.resize(size, resample, box=box), dtype=np.float32)
+
+
+def upsample_chips(chips: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Bilinear map of the canonical chip grid onto an h x w image (long edge = CHIPS chips)."""
+    c = max(h, w) / CHIPS  # pixels per chip
+    gw, gh = w / c, h / c
+    nw, nh = min(CHIPS, int(np.ceil(gw)) + 1), min(CHIPS, int(np.ceil(gh)) + 1)
+    return _resize_f(chips[:nh, :nw], (w, h), box=(0.0, 0.0, gw, gh))
+
+
+def _small_mask(inter: np.ndarray) -> np.ndarray:
+    """Mild texture mask on the intermediate image: mean 1, in [0.5, 2]."""
+    m1 = ndimage.uniform_filter(inter, 5, mode="reflect")
+    m2 = ndimage.uniform_filter(inter * inter, 5, mode="reflect")
+    sd = np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
+    mask = ndimage.uniform_filter(sd + np.float32(MASK_FLOOR), 5, mode="reflect")
+    # near black / white the mark is clipped away: spend the energy elsewhere
+    hi = ndimage.maximum_filter(inter, 3, mode="nearest")
+    lo = ndimage.minimum_filter(inter, 3, mode="nearest")
+    mask *= np.clip((252.0 - hi) / 24.0, 0.15, 1.0) * np.clip((lo - 3.0) / 24.0, 0.15, 1.0)
+    mask /= float(np.mean(mask))
+    np.clip(mask, 0.5, 2.0, out=mask)
+    return mask
+
+
+def _working_size(h: int, w: int) -> tuple[int, int, float]:
+    unit = max(h, w) / WORK  # source px per working px at scale 1
+    return max(8, int(h / unit)), max(8, int(w / unit)), unit
+
+
+def informed_amplitudes(inter: np.ndarray, fx: float, fy: float, h: int, w: int, mask_small: np.ndarray,
+                        coded: np.ndarray, key: bytes, rel_rms: float) -> np.ndarray:
+    """Per-channel-bit amplitudes (mean square 1 over the bits' chips) that cancel host interference.
+
+    Works in the decoder's own domain (working grid, whitened): measures for each channel bit the
+    host's contribution h_k (unmarked image) and the gain g_k of the mark, then gives each bit the
+    smallest amplitude a_k in [A_MIN, A_MAX] with c_k h_k + g_k a_k >= T, choosing the margin T by
+    bisection so that the total energy equals that of uniform amplitudes (water filling). Bits that
+    the host already pushes the right way get little, bits it pushes the wrong way get more.
+    """
+    lay = layout(key)
+    nh, nw, unit = _working_size(h, w)
+    host = working_image(inter, fx, fy, float(max(h, w)), 1.0)
+    nh, nw = host.shape
+    mh, mw = mask_small.shape
+    mask_w = _resize_f(mask_small, (nw, nh), box=(0.0, 0.0, nw * unit / fx, nh * unit / fy))
+    chips1 = lay.pn.copy()
+    chips1[lay.is_msg] *= coded[lay.bit_of[lay.is_msg]]
+    up = _resize_f(chips1.reshape(CHIPS, CHIPS), (WORK, WORK), box=(0.0, 0.0, float(CHIPS), float(CHIPS)))
+    mark = up[:nh, :nw] * mask_w
+    # amplitude in working-image units giving the target RMS at full resolution
+    alpha = rel_rms / max(float(np.sqrt(np.mean(mark * mark))), 1e-9)
+    sh = soft_bits(read_chips(_whiten(host), 0, 0), key) * coded
+    s1 = soft_bits(read_chips(_whiten(host + np.float32(alpha) * mark), 0, 0), key) * coded
+    g = s1 - sh
+    # chips of each bit that fall inside the image (energy weights)
+    inside = np.zeros((CHIPS, CHIPS), dtype=bool)
+    inside[: int(np.ceil(nh / UP)), : int(np.ceil(nw / UP))] = True
+    n_k = np.bincount(lay.bit_of[lay.is_msg & inside.reshape(-1)], minlength=coded.size).astype(np.float64)
+    ok = (g > 1e-6 * max(float(np.max(np.abs(g))), 1e-12)) & (n_k > 0)
+    amp = np.ones(coded.size)
+    if ok.sum() < coded.size // 4:
+        return amp
+    budget = float(np.sum(n_k[ok]))
+
+    def amps(T):
+        return np.clip((T - sh[ok]) / g[ok], A_MIN, A_MAX)
+
+    lo, hi = float(np.min(sh[ok])), float(np.max(sh[ok] + A_MAX * g[ok]))
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if float(np.sum(n_k[ok] * amps(mid) ** 2)) > budget:
+            hi = mid
+        else:
+            lo = mid
+    amp[ok] = amps(lo)
+    return amp
+
+
+def embed_delta(luma: np.ndarray, wm_id: int, key: bytes, strength: float = 1.0,
+                target_psnr: float = TARGET_PSNR, informed: bool = True) -> np.ndarray:
+    """Float32 luma delta (h x w) whose RMS gives ``target_psnr`` (scaled by ``strength``)."""
+    h, w = luma.shape
+    lay = layout(key)
+    coded = (_ecc.conv_encode(_ecc.make_info_word(wm_id, key)).astype(np.float32) * 2 - 1)
+    inter, fx, fy = to_intermediate(luma)
+    mask_small = _small_mask(inter)
+    target_rms = 255.0 * 10.0 ** (-target_psnr / 20.0) * strength
+    amp = np.ones(coded.size, dtype=np.float32)
+    if informed:
+        amp = informed_amplitudes(inter, fx, fy, h, w, mask_small, coded, key, target_rms).astype(np.float32)
+    vals = lay.pn.copy()
+    m = lay.is_msg
+    vals[m] *= coded[lay.bit_of[m]] * amp[lay.bit_of[m]]
+    pattern = upsample_chips(vals.reshape(CHIPS, CHIPS), h, w)
+    if mask_small.shape != (h, w):
+        ih, iw = inter.shape
+        pattern = pattern * _resize_f(mask_small, (w, h), box=(0.0, 0.0, float(iw), float(ih)))
+    else:
+        pattern = pattern * mask_small
+    rms = float(np.sqrt(np.mean(np.square(pattern, dtype=np.float32), dtype=np.float64)))
+    pattern *= np.float32(target_rms / max(rms, 1e-9))
+    return pattern
+
+
+# ----------------------------------------------------------------------------- decoding
+
+def to_intermediate(luma: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Area-downscale to long edge <= INTERMEDIATE. Returns (img, fx, fy): source px per intermediate px."""
+    h, w = luma.shape
+    f = max(h, w) / INTERMEDIATE
+    if f <= 1.0:
+        return np.asarray(luma, dtype=np.float32), 1.0, 1.0
+    iw, ih = max(1, round(w / f)), max(1, round(h / f))
+    im = Image.fromarray(np.ascontiguousarray(luma, dtype=np.float32), mode="F")
+    small = np.asarray(im.resize((iw, ih), Image.BOX), dtype=np.float32)
+    return small, w / iw, h / ih
+
+
+def _whiten(img: np.ndarray) -> np.ndarray:
+    """High-pass, spectrally whiten (divide by the smoothed amplitude spectrum, which flattens
+    strong periodic or strongly coloured host content), then normalise by the local RMS and clip."""
+    h, w = img.shape
+    hp = img - ndimage.gaussian_filter(img, HP_SIGMA, mode="reflect", truncate=3.0)
+    pad = np.pad(hp, ((0, h), (0, w)), mode="symmetric")  # mirrored: no wrap-around edges
+    F = sfft.rfft2(pad)
+    mag = ndimage.uniform_filter(np.abs(F), 5, mode="nearest")
+    F /= mag + np.float32(1e-3) * float(mag.mean()) + np.float32(1e-12)
+    r = sfft.irfft2(F, s=pad.shape)[:h, :w].astype(np.float32)
+    e = ndimage.gaussian_filter(r * r, NORM_SIGMA, mode="reflect", truncate=2.5)
+    r /= np.sqrt(e) + np.float32(1e-3 * np.sqrt(float(e.mean())) + 1e-12)
+    np.clip(r, -3.0, 3.0, out=r)
+    return r
+
+
+def _pilot_working(key: bytes) -> np.ndarray:
+    lay = layout(key)
+    return _resize_f(lay.pilot_grid, (WORK, WORK), box=(0.0, 0.0, float(CHIPS), float(CHIPS)))
+
+
+@lru_cache(maxsize=16)
+def _pilot_fft(key: bytes, fh: int, fw: int) -> np.ndarray:
+    ref = np.zeros((fh, fw), dtype=np.float32)
+    p = _pilot_working(key)
+    hh, ww = min(fh - NEG_SHIFT, WORK), min(fw - NEG_SHIFT, WORK)
+    ref[NEG_SHIFT:NEG_SHIFT + hh, NEG_SHIFT:NEG_SHIFT + ww] = p[:hh, :ww]
+    return sfft.rfft2(ref)
+
+
+@dataclass
+class Hypothesis:
+    scale: float
+    dy: int  # working-grid shift: attacked working px p <-> canonical working px p + d
+    dx: int
+    z: float
+    r: np.ndarray  # whitened working image at this scale
+
+
+def working_image(inter: np.ndarray, fx: float, fy: float, long_edge: float, scale: float) -> np.ndarray:
+    """Resample the intermediate image onto the working grid for scale hypothesis ``scale``.
+
+    ``long_edge`` is the long edge of the (attacked) image in source pixels. Under hypothesis s the
+    original long edge spanned long_edge * s source pixels, i.e. WORK working px.
+    """
+    ih, iw = inter.shape
+    unit = long_edge * scale / WORK  # source px per working px
+    w_src, h_src = iw * fx, ih * fy
+    nw, nh = int(w_src / unit), int(h_src / unit)
+    nw, nh = max(nw, 8), max(nh, 8)
+    box = (0.0, 0.0, nw * unit / fx, nh * unit / fy)
+    return _resize_f(inter, (nw, nh), box=box)
+
+
+def correlate(r: np.ndarray, key: bytes) -> tuple[np.ndarray, float]:
+    """Pilot correlation over shifts d in [-NEG_SHIFT, MAX_SHIFT]^2, as z-scores."""
+    nh, nw = r.shape
+    span = MAX_SHIFT + NEG_SHIFT + 1
+    fh = sfft.next_fast_len(nh + span, real=True)
+    fw = sfft.next_fast_len(nw + span, real=True)
+    R = sfft.rfft2(r, s=(fh, fw))
+    c = sfft.irfft2(np.conj(R) * _pilot_fft(key, fh, fw), s=(fh, fw))[:span, :span]
+    # c[k] = sum_p r(p) ref(p + k) with ref offset by NEG_SHIFT: shift d = k - NEG_SHIFT
+    med = float(np.median(c))
+    mad = float(np.median(np.abs(c - med))) * 1.4826 + 1e-12
+    return (c - med) / mad, mad
+
+
+def _peaks(z: np.ndarray, n: int) -> list[tuple[float, int, int]]:
+    mx = ndimage.maximum_filter(z, size=5, mode="constant", cval=-np.inf)
+    ys, xs = np.nonzero((z == mx))
+    vals = z[ys, xs]
+    order = np.argsort(-vals)[:n]
+    return [(float(vals[i]), int(ys[i]) - NEG_SHIFT, int(xs[i]) - NEG_SHIFT) for i in order]
+
+
+def read_chips(r: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Chip estimates on the canonical grid (0 where the image does not cover a chip)."""
+    canvas = np.zeros((WORK + 2, WORK + 2), dtype=np.float32)  # 1 px border for the adjoint
+    nh, nw = r.shape
+    y0, x0 = dy, dx  # canonical position of r[0, 0]
+    ys, xs = max(0, -y0), max(0, -x0)
+    ye, xe = min(nh, WORK - y0), min(nw, WORK - x0)
+    if ye <= ys or xe <= xs:
+        return np.zeros((CHIPS, CHIPS), dtype=np.float32)
+    canvas[1 + y0 + ys:1 + y0 + ye, 1 + x0 + xs:1 + x0 + xe] = r[ys:ye, xs:xe]
+    # adjoint of bilinear x2 upsampling: chip i gathers working px 2i-1..2i+2 (canvas 2i..2i+3)
+    t = (0.25 * canvas[0:WORK:2] + 0.75 * canvas[1:WORK + 1:2]
+         + 0.75 * canvas[2:WORK + 2:2] + 0.25 * canvas[3:WORK + 3:2])
+    t = (0.25 * t[:, 0:WORK:2] + 0.75 * t[:, 1:WORK + 1:2]
+         + 0.75 * t[:, 2:WORK + 2:2] + 0.25 * t[:, 3:WORK + 3:2])
+    return t
+
+
+def soft_bits(chips: np.ndarray, key: bytes) -> np.ndarray:
+    lay = layout(key)
+    v = chips.reshape(-1) * lay.pn
+    m = lay.is_msg
+    return np.bincount(lay.bit_of[m], weights=v[m], minlength=_ecc.N_CODED)
+
+
+def try_decode(r: np.ndarray, dy: int, dx: int, key: bytes):
+    chips = read_chips(r, dy, dx)
+    soft = soft_bits(chips, key)
+    info = _ecc.viterbi_decode(soft)
+    wm_id = _ecc.check_info_word(info, key)
+    if wm_id is None:
+        return None
+    coded = _ecc.conv_encode(info)
+    used = soft != 0
+    errors = int(np.sum(((soft > 0).astype(np.uint8) != coded) & used))
+    return wm_id, errors, int(np.sum(used)), soft
+
+
+def decode_intermediate(inter: np.ndarray, fx: float, fy: float, long_edge: float, key: bytes) -> dict:
+    """Full search on an intermediate luma image. Returns a result dict (see image.decode_image)."""
+    cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+
+    def at_scale(s: float):
+        s = round(float(s), 4)
+        if s not in cache:
+            r = _whiten(working_image(inter, fx, fy, long_edge, s))
+            z, _ = correlate(r, key)
+            cache[s] = (r, z)
+        return cache[s]
+
+    cands: list[tuple[float, float, int, int]] = []
+    for s in COARSE_SCALES:
+        _, z = at_scale(s)
+        cands += [(zv, s, dy, dx) for zv, dy, dx in _peaks(z, 2)]
+    cands.sort(reverse=True)
+    best_coarse = []
+    for zv, s, dy, dx in cands:
+        if s not in best_coarse:
+            best_coarse.append(s)
+        if len(best_coarse) >= N_REFINE:
+            break
+    for s0 in best_coarse:
+        for ds in FINE_STEPS:
+            _, z = at_scale(s0 + ds)
+            cands += [(zv, round(s0 + ds, 4), dy, dx) for zv, dy, dx in _peaks(z, 1)]
+    cands.sort(reverse=True)
+    seen = set()
+    attempts = 0
+    best_z = cands[0][0] if cands else 0.0
+    for zv, s, dy, dx in cands:
+        if attempts >= MAX_ATTEMPTS:
+            break
+        if (s, dy, dx) in seen:
+            continue
+        seen.add((s, dy, dx))
+        attempts += 1
+        r, _ = at_scale(s)
+        got = try_decode(r, dy, dx, key)
+        if got is not None:
+            wm_id, errors, n_used, _ = got
+            return {"found": True, "id": wm_id, "bit_errors": errors, "n_channel_bits": n_used,
+                    "scale": float(s), "shift_chips": [dy / UP, dx / UP], "pilot_z": round(zv, 2),
+                    "attempts": attempts, "scales_tried": len(cache)}
+    return {"found": False, "id": None, "bit_errors": None, "pilot_z": round(best_z, 2),
+            "attempts": attempts, "scales_tried": len(cache)}
