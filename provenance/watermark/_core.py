@@ -70,6 +70,7 @@ FP_BOUND = MAX_ATTEMPTS * 2.0 ** -_ecc.CRC_BITS
 TARGET_PSNR = 42.0
 MASK_FLOOR = 6.0
 A_MIN, A_MAX = 0.4, 3.0
+SUBPIXEL_MIN = 0.15
 HP_SIGMA = 2.0  # working px
 NORM_SIGMA = 6.0  # working px
 
@@ -225,17 +226,22 @@ def to_intermediate(luma: np.ndarray) -> tuple[np.ndarray, float, float]:
     return small, w / iw, h / ih
 
 
-def _whiten(img: np.ndarray) -> np.ndarray:
+def whiten_k(inter: np.ndarray) -> float:
+    """Intermediate pixels per working pixel (at scale 1): the whitening filters scale with it."""
+    return max(inter.shape) / WORK
+
+
+def _whiten(img: np.ndarray, k: float = 1.0) -> np.ndarray:
     """High-pass, spectrally whiten (divide by the smoothed amplitude spectrum, which flattens
     strong periodic or strongly coloured host content), then normalise by the local RMS and clip."""
     h, w = img.shape
-    hp = img - ndimage.gaussian_filter(img, HP_SIGMA, mode="reflect", truncate=3.0)
+    hp = img - ndimage.gaussian_filter(img, HP_SIGMA * k, mode="reflect", truncate=3.0)
     pad = np.pad(hp, ((0, h), (0, w)), mode="symmetric")  # mirrored: no wrap-around edges
     F = sfft.rfft2(pad)
     mag = ndimage.uniform_filter(np.abs(F), 5, mode="nearest")
     F /= mag + np.float32(1e-3) * float(mag.mean()) + np.float32(1e-12)
     r = sfft.irfft2(F, s=pad.shape)[:h, :w].astype(np.float32)
-    e = ndimage.gaussian_filter(r * r, NORM_SIGMA, mode="reflect", truncate=2.5)
+    e = ndimage.gaussian_filter(r * r, NORM_SIGMA * k, mode="reflect", truncate=2.5)
     r /= np.sqrt(e) + np.float32(1e-3 * np.sqrt(float(e.mean())) + 1e-12)
     np.clip(r, -3.0, 3.0, out=r)
     return r
@@ -264,19 +270,32 @@ class Hypothesis:
     r: np.ndarray  # whitened working image at this scale
 
 
-def working_image(inter: np.ndarray, fx: float, fy: float, long_edge: float, scale: float) -> np.ndarray:
+def working_image(inter: np.ndarray, fx: float, fy: float, long_edge: float, scale: float,
+                  offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Resample the intermediate image onto the working grid for scale hypothesis ``scale``.
 
     ``long_edge`` is the long edge of the (attacked) image in source pixels. Under hypothesis s the
-    original long edge spanned long_edge * s source pixels, i.e. WORK working px.
+    original long edge spanned long_edge * s source pixels, i.e. WORK working px. ``offset``
+    (oy, ox) >= 0, in working px, starts the grid that far into the image (sub-pixel alignment).
     """
     ih, iw = inter.shape
     unit = long_edge * scale / WORK  # source px per working px
-    w_src, h_src = iw * fx, ih * fy
-    nw, nh = int(w_src / unit), int(h_src / unit)
-    nw, nh = max(nw, 8), max(nh, 8)
-    box = (0.0, 0.0, nw * unit / fx, nh * unit / fy)
+    oy, ox = offset
+    w_src, h_src = iw * fx - ox * unit, ih * fy - oy * unit
+    nw, nh = max(int(w_src / unit), 8), max(int(h_src / unit), 8)
+    box = (ox * unit / fx, oy * unit / fy, min(iw, (ox + nw) * unit / fx), min(ih, (oy + nh) * unit / fy))
     return _resize_f(inter, (nw, nh), box=box)
+
+
+def _subpixel(z: np.ndarray, iy: int, ix: int) -> tuple[float, float]:
+    """Parabolic peak offset (fy, fx) in [-0.5, 0.5] around integer peak (iy, ix) of z."""
+    def one(a, b, c):
+        den = a - 2 * b + c
+        return 0.0 if den >= 0 else float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+    h, w = z.shape
+    fy = one(z[iy - 1, ix], z[iy, ix], z[iy + 1, ix]) if 0 < iy < h - 1 else 0.0
+    fx_ = one(z[iy, ix - 1], z[iy, ix], z[iy, ix + 1]) if 0 < ix < w - 1 else 0.0
+    return fy, fx_
 
 
 def correlate(r: np.ndarray, key: bytes) -> tuple[np.ndarray, float]:
@@ -342,11 +361,12 @@ def try_decode(r: np.ndarray, dy: int, dx: int, key: bytes):
 def decode_intermediate(inter: np.ndarray, fx: float, fy: float, long_edge: float, key: bytes) -> dict:
     """Full search on an intermediate luma image. Returns a result dict (see image.decode_image)."""
     cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+    wi = _whiten(inter, whiten_k(inter))  # whitened once at intermediate resolution
 
     def at_scale(s: float):
         s = round(float(s), 4)
         if s not in cache:
-            r = _whiten(working_image(inter, fx, fy, long_edge, s))
+            r = working_image(wi, fx, fy, long_edge, s)
             z, _ = correlate(r, key)
             cache[s] = (r, z)
         return cache[s]
@@ -377,7 +397,19 @@ def decode_intermediate(inter: np.ndarray, fx: float, fy: float, long_edge: floa
             continue
         seen.add((s, dy, dx))
         attempts += 1
-        r, _ = at_scale(s)
+        r, z = at_scale(s)
+        # sub-pixel alignment: true shift D = d + f; resample the grid starting g = ceil(D) - D
+        # working px into the image so that the remaining shift is the integer ceil(D)
+        # (the message is read from the luma resampled first and whitened at working resolution,
+        # the same pipeline the informed embedder optimised for)
+        f = _subpixel(z, dy + NEG_SHIFT, dx + NEG_SHIFT)
+        off = (0.0, 0.0)
+        if max(abs(f[0]), abs(f[1])) > SUBPIXEL_MIN:
+            Dy, Dx = dy + f[0], dx + f[1]
+            iy, ix = int(np.ceil(Dy)), int(np.ceil(Dx))
+            off = (iy - Dy, ix - Dx)
+            dy, dx = iy, ix
+        r = _whiten(working_image(inter, fx, fy, long_edge, s, off))
         got = try_decode(r, dy, dx, key)
         if got is not None:
             wm_id, errors, n_used, _ = got
