@@ -17,7 +17,6 @@ Reading never touches the network: remote manifests are reported
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import os

@@ -43,12 +43,10 @@ def _read_passphrase(args) -> str | None:
 def cmd_keys_init(args) -> int:
     from provenance import keys
 
-    paths = keys.init_keys(passphrase=_read_passphrase(args), organization=args.org, force=args.force)
+    keys.init_keys(passphrase=_read_passphrase(args), organization=args.org, force=args.force)
     home = keys.home_dir()
     print(f"created a local CA and a signing certificate in {home / 'keys'}")
-    print(f"give verifiers the trust anchor: dhstudio keys anchor > dhstudio-ca.pem")
-    if paths is not None and hasattr(paths, "__dict__"):
-        pass
+    print("give verifiers the trust anchor: dhstudio keys anchor > dhstudio-ca.pem")
     return 0
 
 

@@ -88,7 +88,7 @@ def embed_video(src: Path, dst: Path, wm_id: int, *, crf: int = 18, key: bytes =
         vout.pix_fmt = "yuv420p"
         vout.options = {"crf": str(int(crf)), "preset": preset}
         vout.codec_context.time_base = vin.time_base
-        aout, resampler = None, None
+        aout = None
         if ain is not None:
             if ain.codec_context.name in _COPY_AUDIO:
                 aout = out.add_stream_from_template(ain)

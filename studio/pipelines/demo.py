@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -95,7 +94,7 @@ def run_demo(out: Path, *, quick: bool = False) -> dict:
 
     t0 = time.perf_counter()
     ih, iw = (480, 768) if quick else (1000, 1600)
-    vh, vw, secs = (360, 640, 1.0) if quick else (1080, 1920, 3.0)
+    vh, vw, secs = (720, 1280, 1.0) if quick else (1080, 1920, 3.0)
     img_in = procedural.write_image(out / "inputs" / "scene.png", ih, iw, seed=7)
     vid_in = procedural.write_video(out / "inputs" / "clip.mp4", h=vh, w=vw, seconds=secs, fps=24, seed=11)
     print(f"[demo] generated {img_in.name} ({iw}x{ih}) and {vid_in.name} ({vw}x{vh}, {secs:g} s) "
@@ -154,16 +153,39 @@ def run_demo(out: Path, *, quick: bool = False) -> dict:
 
 
 def _tamper_png(src: Path, dst: Path) -> None:
-    """Copy a signed PNG and change pixels in place (keeps the manifest chunk)."""
-    import zlib
+    """Copy a signed PNG and paint over a patch of pixels, keeping every other chunk (the C2PA
+    manifest included) byte for byte: what an edit that preserves metadata looks like. Only the
+    C2PA hash binding can notice; the image still decodes and still carries the watermark."""
+    import io
 
-    data = bytearray(src.read_bytes())
-    # Find the first IDAT chunk and flip bits in its payload, then fix its CRC so
-    # the PNG stays well-formed: only the C2PA hash binding can notice.
-    i = data.find(b"IDAT")
-    length = int.from_bytes(data[i - 4:i], "big")
-    mid = i + 4 + length // 2
-    data[mid] ^= 0xFF
-    crc = zlib.crc32(bytes(data[i:i + 4 + length])) & 0xFFFFFFFF
-    data[i + 4 + length:i + 8 + length] = crc.to_bytes(4, "big")
-    dst.write_bytes(bytes(data))
+    from PIL import Image
+
+    data = src.read_bytes()
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        a = np.array(im)
+    h, w = a.shape[:2]
+    a[h // 3: h // 3 + h // 10, w // 3: w // 3 + w // 8] = a[h // 3: h // 3 + h // 10, w // 3: w // 3 + w // 8][:, ::-1]
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    new_idat = [c for c in _png_chunks(buf.getvalue()) if c[0] == b"IDAT"]
+    out, placed = [data[:8]], False
+    for typ, raw in _png_chunks(data):
+        if typ == b"IDAT":
+            if not placed:
+                out += [r for _, r in new_idat]
+                placed = True
+            continue
+        out.append(raw)
+    dst.write_bytes(b"".join(out))
+
+
+def _png_chunks(data: bytes):
+    """(type, raw chunk bytes) for every chunk of a PNG."""
+    import struct
+
+    i = 8
+    while i + 8 <= len(data):
+        (n,) = struct.unpack(">I", data[i:i + 4])
+        yield data[i + 4:i + 8], data[i:i + 12 + n]
+        i += 12 + n

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import wave
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
