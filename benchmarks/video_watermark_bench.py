@@ -58,6 +58,7 @@ def transcode(src: Path, dst: Path, *, height: int | None = None, crf: int = 30,
         st = out.add_stream("libx264", rate=rate)
         st.width, st.height, st.pix_fmt = w, h, "yuv420p"
         st.options = {"crf": str(crf), "preset": "veryfast"}
+        tb, i = Fraction(1, 1) / rate, 0
         for frame in inp.decode(vin):
             t = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
             if t < t0:
@@ -67,7 +68,8 @@ def transcode(src: Path, dst: Path, *, height: int | None = None, crf: int = 30,
             if max_seconds is not None and t >= t0 + max_seconds:
                 break
             f2 = frame.reformat(width=w, height=h, format="yuv420p")
-            f2.pts = None
+            f2.pts, f2.time_base = i, tb  # constant frame rate, timestamps from 0
+            i += 1
             for pkt in st.encode(f2):
                 out.mux(pkt)
         for pkt in st.encode():
@@ -107,6 +109,7 @@ def pan_video(rgb: np.ndarray, dst: Path, *, w: int = 1920, h: int = 1080, secon
             y0 = (big.height - ch) * 0.5
             fr = big.resize((w, h), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
             vf = av.VideoFrame.from_ndarray(np.asarray(fr.convert("RGB")), format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, fps)
             for pkt in st.encode(vf):
                 out.mux(pkt)
         for pkt in st.encode():

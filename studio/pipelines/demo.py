@@ -46,9 +46,10 @@ def social_video(src: Path, dst: Path, height: int = 720, crf: int = 30) -> Path
         st = out.add_stream("libx264", rate=rate)
         st.width, st.height, st.pix_fmt = w, height, "yuv420p"
         st.options = {"crf": str(crf), "preset": "veryfast"}
-        for frame in inp.decode(vin):
+        tb = Fraction(1, 1) / rate
+        for i, frame in enumerate(inp.decode(vin)):
             f2 = frame.reformat(width=w, height=height, format="yuv420p")
-            f2.pts = None
+            f2.pts, f2.time_base = i, tb  # constant frame rate, fresh timestamps from 0
             for pkt in st.encode(f2):
                 out.mux(pkt)
         for pkt in st.encode():
