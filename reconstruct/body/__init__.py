@@ -1,0 +1,1 @@
+"""Single-photo body reconstruction (PIFu): training data, renderer, model, training, inference."""
