@@ -139,8 +139,9 @@ def build_clips(work: Path, n_proc: int, n_pan: int) -> list[tuple[str, Path]]:
     for s in range(n_proc):
         clips.append((f"proc/scene{s}", procedural.write_video(work / f"proc{s}.mp4", h=1080, w=1920,
                                                                seconds=3.0, fps=24, seed=100 + s)))
-    photos = [SHARED / "c2pa_fixtures" / n for n in ("C.jpg", "cloudx.jpg", "earth_apollo17.jpg",
-                                                      "sample1.png", "no_manifest.jpg", "boxhash.jpg")]
+    # distinct photos only (several fixtures are the same picture with different manifests)
+    photos = [SHARED / "c2pa_fixtures" / n for n in ("C.jpg", "cloudx.jpg", "sample1.png", "no_manifest.jpg",
+                                                      "CACA.jpg", "ocsp.jpg")]
     photos = [p for p in photos if p.is_file()][:n_pan]
     for p in photos:
         rgb = np.asarray(Image.open(p).convert("RGB"))
