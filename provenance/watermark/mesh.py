@@ -1,0 +1,488 @@
+"""Invisible mesh watermark carrying a 48-bit registry id (``io.dhstudio.watermark.mesh.v1``).
+
+Method: distribution of vertex norms (after Cho, Prost and Jung, "An oblivious watermarking of 3D
+polygonal meshes using distribution of vertex norms", IEEE TSP 2007, method I: bin means).
+
+* Payload: the image watermark's 80-bit info word (48-bit id + CRC-32, key-scrambled), K=7 rate-1/3
+  convolutional code -> 258 channel bits (see ``_ecc``).
+* Carrier: the UNIQUE vertex positions (float32-rounded; only vertices referenced by a face when
+  faces are given). Their centroid ``c`` and radial distances ``rho = |v - c|`` do not depend on vertex
+  order, on duplicated vertices (seam splits / merges by GLB, OBJ, PLY writers), on translation or
+  rotation; normalising ``rho`` to ``[rho_min, rho_max]`` removes uniform scale.
+* ``[rho_min, rho_max]`` is cut into 258 equal bins; a keyed permutation assigns each bin a channel
+  bit and a keyed sign. Inside bin ``j`` the normalised position ``u`` in [0, 1] is remapped by
+  ``u' = u + clip(u**k - u, -c_j, c_j)`` (monotone, fixes 0 and 1, so bin membership and the extreme
+  vertices do not change; ``c_j`` is the displacement cap in bin units) with ``k`` found by bisection
+  so that the bin mean lands ``ALPHA`` above (bit 1) or below (bit 0) 1/2 (times the keyed sign), or
+  as far as the cap allows. Bins already on the right side by ``ALPHA`` are left alone. Vertices move
+  only radially, so ``|displacement| = |rho' - rho|``.
+* Displacement cap (hard): ``MAX_DISPLACEMENT_REL`` = 0.5 / 1700 of the largest bounding-box side,
+  i.e. 0.5 mm on a 1.7 m body, at any scale. Checked on the returned (float32-representable) array.
+* The centroid moves slightly when vertices move: the embedder iterates (embed the original with the
+  centroid of the previous result) and then runs the decoder on its own output; it raises
+  ``WatermarkError`` if its own decoder would not recover the id.
+* Decoding: soft value per bin = (bin mean - 1/2) / standard error (sample std floored at 0.15,
+  over sqrt(n)); bins with < 2 vertices are erasures. Soft Viterbi, then the CRC-32 check.
+
+Decision rule and false-positive bound: ``found`` only when the single decoded 80-bit word passes
+the CRC-32 check (one attempt), so P(found | unmarked mesh) <= 2**-32 ~= 2.3e-10
+(``FALSE_POSITIVE_BOUND``). ``confidence`` and ``bit_errors`` have the image watermark's meaning.
+
+Limits: needs ``MIN_VERTICES`` = 30 * 258 unique vertices (fewer: embedding raises
+``WatermarkError``, decoding returns not found with the reason); a mesh whose vertices are all
+(nearly) at the same distance from the centroid (a perfect sphere) has no room for the mark. Not
+designed against remeshing, decimation or cropping (see ``benchmarks/mesh_watermark_bench.py``).
+
+Only numpy at run time; trimesh (the ``body`` extra) is imported lazily by the file helpers.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, OutputError, WatermarkError
+from . import _ecc
+from .image import DEFAULT_KEY, WatermarkResult, _check_id
+
+ALGORITHM = "io.dhstudio.watermark.mesh.v1"
+ID_BITS = _ecc.ID_BITS
+N_BINS = _ecc.N_CODED  # one bin per channel bit (258)
+MIN_PER_BIN = 30
+MIN_VERTICES = MIN_PER_BIN * N_BINS  # 7740 unique vertices
+MAX_DISPLACEMENT_REL = 0.5 / 1700.0  # of the largest bounding-box side: 0.5 mm on a 1.7 m body
+ALPHA = 0.1  # target offset of a bin mean from 1/2 (bin units)
+MAX_ATTEMPTS = 1
+FALSE_POSITIVE_BOUND = MAX_ATTEMPTS * 2.0 ** -_ecc.CRC_BITS
+MIN_REL_RANGE = 1e-4  # (rho_max - rho_min) / rho_max below this: no room (sphere-like)
+_SE_FLOOR = 0.15
+_CENTROID_ITERS = 4
+_FORMATS = {".glb": "glb", ".obj": "obj", ".ply": "ply"}
+
+__all__ = [
+    "ALGORITHM", "DEFAULT_KEY", "FALSE_POSITIVE_BOUND", "MAX_DISPLACEMENT_REL", "MIN_VERTICES",
+    "WatermarkResult", "MeshWatermarkResult", "embed_vertices", "decode_vertices",
+    "embed_mesh_file", "decode_mesh_file",
+]
+
+
+class MeshWatermarkResult(WatermarkResult):
+    """The image watermark's result dataclass (same fields); ``to_dict`` names the mesh algorithm."""
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d["algorithm"] = ALGORITHM
+        return d
+
+
+# ----------------------------------------------------------------------------- geometry helpers
+
+def _as_vertices(vertices) -> np.ndarray:
+    v = np.asarray(vertices)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise WatermarkError(f"expected vertices of shape (N, 3), got {v.shape}")
+    if not np.issubdtype(v.dtype, np.floating) and not np.issubdtype(v.dtype, np.integer):
+        raise WatermarkError(f"expected numeric vertices, got dtype {v.dtype}")
+    return v
+
+
+def _referenced(n: int, faces) -> np.ndarray:
+    """Boolean mask of the vertices the faces use (all when faces is None)."""
+    if faces is None:
+        return np.ones(n, dtype=bool)
+    f = np.asarray(faces)
+    if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
+        raise WatermarkError(f"expected integer faces of shape (M, 3), got {f.shape} {f.dtype}")
+    if f.size and (f.min() < 0 or f.max() >= n):
+        raise WatermarkError(f"faces index vertices outside [0, {n})")
+    mask = np.zeros(n, dtype=bool)
+    mask[f.reshape(-1)] = True
+    return mask
+
+
+def _unique_rows(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique rows of a float64 (N, 3) array (exact equality, -0.0 == 0.0) and the inverse index."""
+    v = np.ascontiguousarray(v + 0.0)
+    key = v.view(np.dtype((np.void, v.dtype.itemsize * 3))).reshape(-1)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return v[first], inverse.reshape(-1)
+
+
+def _f32(v: np.ndarray) -> np.ndarray:
+    return np.asarray(v, dtype=np.float64).astype(np.float32).astype(np.float64)
+
+
+def _layout(key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Keyed bin -> channel-bit permutation and keyed +-1 sign per bin."""
+    raw = np.frombuffer(_ecc.keyed_bytes(key, b"mesh-perm", 8 * N_BINS), dtype="<u8")
+    perm = np.argsort(raw, kind="stable")
+    sign = 2.0 * _ecc.keyed_bits(key, b"mesh-sign", N_BINS).astype(np.float64) - 1.0
+    return perm, sign
+
+
+def _bins(vu: np.ndarray, c: np.ndarray):
+    """Equal-count bins of the radial distances around c.
+
+    Returns rho (N,), bin index (N,), in-bin position u in [0, 1] (N,), bin start (B,), bin width
+    (B,); bin index is None when the distances have no spread. Bin j holds the vertices of rank
+    [j*N/B, (j+1)*N/B) in rho; its first and last vertex (in rho) are the anchors u = 0 and u = 1.
+    A monotone remap that fixes the anchors keeps every rank, so the decoder rebuilds the same bins.
+    Only rho VALUES enter (ties may break either way without changing anything)."""
+    d = vu - c
+    rho = np.sqrt(np.einsum("ij,ij->i", d, d))
+    n = len(rho)
+    rmin, rmax = float(rho.min()), float(rho.max())
+    if not rmax > 0 or (rmax - rmin) < MIN_REL_RANGE * rmax:
+        return rho, None, None, None, None
+    order = np.argsort(rho, kind="stable")
+    starts = (np.arange(N_BINS + 1) * n) // N_BINS
+    b = np.empty(n, dtype=np.int64)
+    b[order] = np.repeat(np.arange(N_BINS), np.diff(starts))
+    rs = rho[order]
+    lo = rs[starts[:-1]]
+    hi = rs[np.maximum(starts[1:] - 1, starts[:-1])]
+    width = hi - lo
+    safe = np.where(width > 0, width, 1.0)
+    u = np.where(width[b] > 0, (rho - lo[b]) / safe[b], 0.5)
+    return rho, b, np.clip(u, 0.0, 1.0), lo, width
+
+
+def _bin_stats(b: np.ndarray, u: np.ndarray):
+    n = np.bincount(b, minlength=N_BINS).astype(np.float64)
+    s1 = np.bincount(b, weights=u, minlength=N_BINS)
+    s2 = np.bincount(b, weights=u * u, minlength=N_BINS)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, s1 / np.maximum(n, 1), 0.5)
+        var = np.where(n > 1, (s2 - n * mean * mean) / np.maximum(n - 1, 1), 0.0)
+    return n, mean, np.sqrt(np.maximum(var, 0.0))
+
+
+def _soft(vu: np.ndarray, key: bytes) -> tuple[np.ndarray | None, dict]:
+    """258 soft channel values (> 0: bit 1) from unique vertex positions, or None + reason."""
+    info: dict = {"unique_vertices": int(len(vu))}
+    if len(vu) < MIN_VERTICES:
+        info["reason"] = (f"mesh too small to carry the watermark ({len(vu)} unique vertices; "
+                          f"need {MIN_VERTICES})")
+        return None, info
+    c = vu.mean(axis=0)
+    _, b, u, _, width = _bins(vu, c)
+    if b is None:
+        info["reason"] = "all vertices are (nearly) at the same distance from the centroid"
+        return None, info
+    n, mean, std = _bin_stats(b, u)
+    se = np.maximum(std, _SE_FLOOR) / np.sqrt(np.maximum(n, 1.0))
+    soft_bin = np.where((n >= 3) & (width > 0), (mean - 0.5) / se, 0.0)
+    perm, sign = _layout(key)
+    soft = np.zeros(N_BINS)
+    soft[perm] = soft_bin * sign
+    info["empty_bins"] = int(np.sum((n < 3) | (width <= 0)))
+    return soft, info
+
+
+def _decode_soft(soft: np.ndarray, key: bytes) -> tuple[int | None, int]:
+    word = _ecc.viterbi_decode(soft)
+    wm_id = _ecc.check_info_word(word, key)
+    recoded = _ecc.conv_encode(word).astype(np.int64)
+    hard = (soft > 0).astype(np.int64)
+    errors = int(np.sum((hard != recoded) & (soft != 0)) + np.sum(soft == 0))
+    return wm_id, errors
+
+
+# ----------------------------------------------------------------------------- embed / decode
+
+def _embed_unique(vu: np.ndarray, c: np.ndarray, target_sign: np.ndarray, cap: float,
+                  alpha: float) -> np.ndarray:
+    """Radially remap the unique vertices around centroid c; returns new unique positions."""
+    rho, b, u, lo_b, width = _bins(vu, c)
+    if b is None:
+        raise WatermarkError("mesh cannot be watermarked: all vertices are (nearly) at the same "
+                             "distance from the centroid (sphere-like); vertex norms leave no room")
+    n, mean, _ = _bin_stats(b, u)
+    target = 0.5 + target_sign * alpha
+    todo = (n >= 3) & (width > 0) & (target_sign * (mean - target) < 0)
+    cu = (cap / np.where(width > 0, width, np.inf))[b]  # displacement cap in bin units
+    lo = np.full(N_BINS, -6.0)  # log k: small k raises the mean
+    hi = np.full(N_BINS, 6.0)
+    uu = np.clip(u, 1e-12, 1.0)
+
+    def mapped(logk):
+        k = np.exp(logk[b])
+        return u + np.clip(uu ** k - u, -cu, cu)
+
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        m = np.bincount(b, weights=mapped(mid), minlength=N_BINS) / np.maximum(n, 1)
+        too_high = m > target  # mean decreases with k: raise k
+        lo = np.where(too_high, mid, lo)
+        hi = np.where(too_high, hi, mid)
+    logk = np.where(todo, 0.5 * (lo + hi), 0.0)
+    # pick the bound on the right side of the target (so the mean reaches it when it can)
+    logk = np.where(todo & (target_sign > 0), lo, logk)
+    logk = np.where(todo & (target_sign < 0), hi, logk)
+    logk = np.where(todo, logk, 0.0)
+    u2 = mapped(logk)
+    u2 = np.where(todo[b], u2, u)
+    rho2 = lo_b[b] + u2 * width[b]
+    delta = np.clip(rho2 - rho, -cap, cap)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(rho > 0, (rho + delta) / np.where(rho > 0, rho, 1.0), 1.0)
+    return c + (vu - c) * scale[:, None]
+
+
+def embed_vertices(vertices, faces, wm_id: int, key: bytes = DEFAULT_KEY, *,
+                   alpha: float = ALPHA) -> tuple[np.ndarray, dict]:
+    """Watermark a triangle mesh's geometry.
+
+    Args:
+        vertices: (N, 3) float array.
+        faces: (M, 3) int array or None; only used to pick the referenced vertices (unreferenced
+            ones are neither read nor moved). Vertex order and count are unchanged.
+        wm_id: 48-bit registry id.
+        key: watermark key (bytes).
+        alpha: target offset of each bin mean from 1/2 (bin units); the displacement cap wins.
+
+    Returns:
+        (new_vertices (N, 3) of the input's float dtype (float64 for integer input), stats) where
+        stats has max_displacement (mesh units), max_displacement_rel (of the largest bbox side),
+        max_displacement_mm_at_1p7m, cap, bins, unique_vertices, empty_bins, bit_errors, iterations.
+        The new positions are float32-representable, so float32 file formats store them exactly.
+
+    Raises:
+        WatermarkError: mesh too small, degenerate or not markable within the cap.
+    """
+    wm_id = _check_id(wm_id)
+    if not isinstance(key, (bytes, bytearray)):
+        raise ValueError("key must be bytes")
+    key = bytes(key)
+    v_in = _as_vertices(vertices)
+    out_dtype = v_in.dtype if np.issubdtype(v_in.dtype, np.floating) else np.float64
+    v0 = np.asarray(v_in, dtype=np.float64)
+    if not np.all(np.isfinite(v0)):
+        raise WatermarkError("vertices contain NaN or infinite values")
+    used = _referenced(len(v0), faces)
+    vu, inv = _unique_rows(_f32(v0[used]))
+    if len(vu) < MIN_VERTICES:
+        raise WatermarkError(f"mesh too small to watermark ({len(vu)} unique vertices; "
+                             f"need at least {MIN_VERTICES})")
+    extent = float(np.max(vu.max(axis=0) - vu.min(axis=0)))
+    cap_abs = MAX_DISPLACEMENT_REL * extent
+    # room for the float32 rounding of the result (a few ulps of the largest coordinate)
+    ulp = float(np.max(np.abs(vu))) * 2.0 ** -23
+    cap = cap_abs - 4.0 * ulp
+    if not cap > 0:
+        raise WatermarkError("mesh is degenerate (zero size)")
+
+    bits = _ecc.conv_encode(_ecc.make_info_word(wm_id, key)).astype(np.float64)
+    perm, sign = _layout(key)
+    target_sign = (2.0 * bits[perm] - 1.0) * sign
+
+    c = vu.mean(axis=0)
+    iters = 0
+    for iters in range(1, _CENTROID_ITERS + 1):
+        new_u = _f32(_embed_unique(vu, c, target_sign, cap, alpha))
+        c_new = new_u.mean(axis=0)
+        moved = float(np.linalg.norm(c_new - c))
+        c = c_new
+        if moved < 1e-3 * cap:
+            break
+
+    soft, info = _soft(_unique_rows(new_u)[0], key)
+    if soft is None:
+        raise WatermarkError(f"embedding failed: {info['reason']}")
+    got, errors = _decode_soft(soft, key)
+    if got != wm_id:
+        raise WatermarkError("embedding failed: this mesh's vertex-norm distribution cannot carry the "
+                             f"mark within the displacement cap ({errors} channel-bit errors)")
+
+    out = np.array(v0, dtype=np.float64)
+    out_used = new_u[inv]
+    out[used] = out_used
+    disp = np.sqrt(np.sum((out[used] - v0[used]) ** 2, axis=1))
+    max_disp = float(disp.max()) if disp.size else 0.0
+    if max_disp > cap_abs:  # never expected: the radial delta is clipped to cap < cap_abs
+        raise WatermarkError(f"internal error: displacement {max_disp:g} exceeds the cap {cap_abs:g}")
+    stats = {
+        "algorithm": ALGORITHM,
+        "max_displacement": max_disp,
+        "max_displacement_rel": max_disp / extent,
+        "max_displacement_mm_at_1p7m": max_disp / extent * 1700.0,
+        "mean_displacement": float(disp.mean()) if disp.size else 0.0,
+        "cap": cap_abs,
+        "bins": N_BINS,
+        "unique_vertices": int(len(vu)),
+        "empty_bins": info["empty_bins"],
+        "bit_errors": errors,
+        "iterations": iters,
+    }
+    return out.astype(out_dtype), stats
+
+
+def decode_vertices(vertices, faces=None, key: bytes = DEFAULT_KEY) -> MeshWatermarkResult:
+    """Look for the mesh watermark in (N, 3) vertex positions (faces optional: when given, only the
+    vertices they reference are used; pass them if the embedder got faces and the mesh has
+    unreferenced vertices). Returns a :class:`WatermarkResult` (subclass ``MeshWatermarkResult``);
+    found only if the CRC-32 check passes. Never raises on a too-small mesh (not found + reason)."""
+    key = bytes(key)
+    v = np.asarray(_as_vertices(vertices), dtype=np.float64)
+    v = v[np.all(np.isfinite(v), axis=1)]
+    used = _referenced(len(v), faces) if faces is not None else np.ones(len(v), dtype=bool)
+    vu, _ = _unique_rows(_f32(v[used]))
+    soft, info = _soft(vu, key)
+    detail = {"algorithm": ALGORITHM, "max_attempts": MAX_ATTEMPTS, **info}
+    if soft is None:
+        return MeshWatermarkResult(False, None, 0.0, None, FALSE_POSITIVE_BOUND, detail)
+    wm_id, errors = _decode_soft(soft, key)
+    detail["n_channel_bits"] = N_BINS
+    if wm_id is None:
+        detail["reason"] = "no valid watermark word (CRC-32 check failed)"
+        return MeshWatermarkResult(False, None, 0.0, None, FALSE_POSITIVE_BOUND, detail)
+    conf = float(np.clip(1.0 - 2.0 * errors / N_BINS, 0.0, 1.0))
+    return MeshWatermarkResult(True, int(wm_id), round(conf, 4), errors, FALSE_POSITIVE_BOUND, detail)
+
+
+# ----------------------------------------------------------------------------- files
+
+def _trimesh():
+    try:
+        import trimesh  # noqa: PLC0415 (optional dependency, mesh files only)
+    except ImportError as e:
+        raise WatermarkError(f"mesh files need trimesh: install the [body] extra ({e})",
+                             code="watermark.missing_dependency") from None
+    return trimesh
+
+
+def _format(path: Path) -> str:
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"unsupported mesh format {path.suffix or '(none)'} for {path}; "
+                         "expected .glb, .obj or .ply")
+    return fmt
+
+
+def _load(path: Path):
+    """Load a mesh file as a trimesh Scene or Trimesh, vertex order kept; InputError when bad."""
+    trimesh = _trimesh()
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"cannot read {path}: no such file")
+    fmt = _format(path)
+    try:
+        obj = trimesh.load(str(path), file_type=fmt, process=False, maintain_order=True)
+    except Exception as e:  # trimesh raises many types on corrupt input
+        msg = (str(e).splitlines() or [type(e).__name__])[0]
+        raise InputError(f"cannot decode mesh {path}: {msg}") from None
+    return obj
+
+
+def _parts(obj) -> list[tuple[object, np.ndarray | None]]:
+    """(Trimesh, world transform or None) for each triangle mesh in a loaded file."""
+    trimesh = _trimesh()
+    if isinstance(obj, trimesh.Trimesh):
+        return [(obj, None)]
+    if isinstance(obj, trimesh.Scene):
+        parts, seen = [], set()
+        for node in obj.graph.nodes_geometry:
+            transform, name = obj.graph[node]
+            geom = obj.geometry.get(name)
+            if not isinstance(geom, trimesh.Trimesh):
+                continue
+            if name in seen:
+                raise InputError("mesh files that instance the same geometry several times are "
+                                 "not supported by the mesh watermark")
+            seen.add(name)
+            parts.append((geom, np.asarray(transform, dtype=np.float64)))
+        return parts
+    return []
+
+
+def _world(parts) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    vs, fs, sizes, off = [], [], [], 0
+    for geom, tf in parts:
+        v = np.asarray(geom.vertices, dtype=np.float64)
+        if tf is not None:
+            v = v @ tf[:3, :3].T + tf[:3, 3]
+        f = np.asarray(geom.faces, dtype=np.int64).reshape(-1, 3)
+        vs.append(v)
+        fs.append(f + off)
+        sizes.append(len(v))
+        off += len(v)
+    if not vs:
+        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), []
+    return np.concatenate(vs), np.concatenate(fs), sizes
+
+
+def decode_mesh_file(path, *, key: bytes = DEFAULT_KEY) -> WatermarkResult:
+    """Decode the mesh watermark from a GLB, OBJ or PLY file (all meshes of a scene, in world
+    coordinates). Unreadable, corrupt or empty files raise a one-line ``InputError``."""
+    path = Path(path)
+    v, f, _ = _world(_parts(_load(path)))
+    if len(v) == 0 or len(f) == 0:
+        raise InputError(f"no triangle mesh in {path}")
+    return decode_vertices(v, f, key=key)
+
+
+def _write_atomic(dst: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".wm-", suffix=dst.suffix, dir=dst.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, dst)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise OutputError(f"cannot write {dst}: {e.strerror or e}") from None
+        raise
+
+
+def embed_mesh_file(src, dst, wm_id: int, *, key: bytes = DEFAULT_KEY, **kw) -> dict:
+    """Watermark a GLB / OBJ / PLY mesh file into ``dst`` (same format as ``src``; vertex colours,
+    UVs and materials kept as far as trimesh keeps them; an OBJ's material goes to
+    ``<dst stem>.mtl`` next to it). The write is atomic (temp file + os.replace). Returns the
+    embedding stats (see :func:`embed_vertices`)."""
+    wm_id = _check_id(wm_id)
+    src, dst = Path(src), Path(dst)
+    fmt = _format(src)
+    if _format(dst) != fmt:
+        raise OutputError(f"{dst} must have the same format as {src} ({src.suffix})")
+    if not dst.parent.is_dir():
+        raise OutputError(f"cannot write {dst}: folder {dst.parent} does not exist")
+    if dst.resolve() == src.resolve():
+        raise OutputError(f"cannot write {dst}: same file as the input")
+    obj = _load(src)
+    parts = _parts(obj)
+    v, f, sizes = _world(parts)
+    if len(v) == 0 or len(f) == 0:
+        raise InputError(f"no triangle mesh in {src}")
+    new_v, stats = embed_vertices(v, f, wm_id, key=key, **kw)
+    start = 0
+    for (geom, tf), n in zip(parts, sizes):
+        part = new_v[start:start + n]
+        start += n
+        if tf is not None:
+            part = (part - tf[:3, 3]) @ np.linalg.inv(tf[:3, :3]).T
+        geom.vertices = part
+    trimesh = _trimesh()
+    try:
+        if fmt == "obj":
+            mtl_name = dst.stem + ".mtl"
+            text, files = trimesh.exchange.obj.export_obj(obj, return_texture=True, mtl_name=mtl_name)
+            for name, data in (files or {}).items():
+                _write_atomic(dst.parent / name, data)
+            data = text.encode("utf-8")
+        else:
+            data = obj.export(file_type=fmt)
+            if isinstance(data, str):
+                data = data.encode("utf-8")
+    except (OutputError, WatermarkError):
+        raise
+    except Exception as e:
+        msg = (str(e).splitlines() or [type(e).__name__])[0]
+        raise OutputError(f"cannot export {dst}: {msg}") from None
+    _write_atomic(dst, data)
+    return stats
