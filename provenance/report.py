@@ -50,6 +50,7 @@ LABELS = {
 
 _IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/tiff", "image/gif", "image/bmp"}
 _VIDEO_TYPES = {"video/mp4", "video/quicktime"}
+_MESH_TYPES = {"model/gltf-binary", "model/ply", "model/obj"}
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -81,6 +82,10 @@ def sniff_media_type(path: Path) -> str | None:
         return "image/gif"
     if head[:4] == b"glTF":
         return "model/gltf-binary"
+    if head.startswith((b"ply\n", b"ply\r\n")):
+        return "model/ply"
+    if path.suffix.lower() == ".obj" and _looks_like_obj(head):
+        return "model/obj"
     if head[4:8] == b"ftyp":
         brand = head[8:12]
         if brand == b"qt  ":
@@ -89,6 +94,15 @@ def sniff_media_type(path: Path) -> str | None:
     if head[4:8] in (b"moov", b"mdat", b"free", b"wide", b"skip"):
         return "video/mp4"
     return None
+
+
+def _looks_like_obj(head: bytes) -> bool:
+    """Wavefront OBJ is plain text starting with comments or v/vt/vn/o/g/mtllib lines."""
+    try:
+        first = head.decode("ascii").lstrip().split(None, 1)[0]
+    except (UnicodeDecodeError, IndexError):
+        return False
+    return first.startswith("#") or first in ("v", "vt", "vn", "o", "g", "mtllib", "s", "usemtl")
 
 
 def _err(code: str, message: str) -> dict:
@@ -147,8 +161,12 @@ def _watermark_section(path: Path, media_type: str | None) -> dict:
             res = wm_video.decode_video(path)
             d = res.to_dict()
             d["algorithm"] = wm_image.ALGORITHM
-        elif media_type == "model/gltf-binary":
-            return {**base, "error": _err("watermark.not_available", "mesh watermark decoding is not implemented yet")}
+        elif media_type in _MESH_TYPES:
+            from provenance.watermark import mesh as wm_mesh
+
+            res = wm_mesh.decode_mesh_file(path)
+            d = res.to_dict()
+            d["algorithm"] = wm_mesh.ALGORITHM
         elif media_type is None:
             return {**base, "error": _err("watermark.unsupported_media", "unknown media type: not decoded")}
         else:
@@ -359,6 +377,12 @@ def verify(
     if size == 0:
         prov = {"manifest_found": False, "state": None, "failures": [], "error": _err("input.empty", "file is empty")}
         wm = {"found": False, "id": None, "confidence": 0.0, "error": _err("input.empty", "file is empty")}
+    elif media_type in ("model/ply", "model/obj"):
+        fmt = media_type.split("/")[1].upper()
+        prov = {"manifest_found": False, "state": None, "failures": [],
+                "error": _err("provenance.format_without_c2pa",
+                              f"{fmt} has no C2PA embedding (dhstudio signs meshes as GLB with a .c2pa sidecar)")}
+        wm = _watermark_section(path, media_type)
     else:
         prov, _ = _provenance_section(path, trust_anchors)
         wm = _watermark_section(path, media_type)

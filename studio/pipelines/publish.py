@@ -135,6 +135,12 @@ def publish(
             wm_id = registry.new_id()
             wm_video.embed_video(src, work, wm_id)
             spec.watermark_alg, spec.watermark_id = wm_image.ALGORITHM, wm_id
+        elif watermark and media_type == "model/gltf-binary":
+            from provenance.watermark import mesh as wm_mesh
+
+            wm_id = registry.new_id()
+            wm_mesh.embed_mesh_file(src, work, wm_id)
+            spec.watermark_alg, spec.watermark_id = wm_mesh.ALGORITHM, wm_id
         else:
             shutil.copyfile(src, work)
         manifest = c2pa_io.sign_file(work, dst, spec, identity, parent=src if has_manifest else None)
