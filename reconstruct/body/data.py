@@ -1,0 +1,371 @@
+"""Training data for PIFu: rendered views + occupancy/colour samples, a dataset folder with a manifest.
+
+Layout of a dataset folder::
+
+    manifest.json                  schema, generator, seeds, sizes, subjects and their split
+    subjects/<sid>/subject.json    body parameters, pose, garments, cameras of every view
+    subjects/<sid>/view_<k>.png    RGBA 512 px: RGB over a random background, alpha = body mask
+    subjects/<sid>/samples.npz     occ_points (N, 3) f32, occ_labels (N,) u1,
+                                   col_points (M, 3) f32, col_rgb (M, 3) u1
+    subjects/<sid>/mesh.ply        the outer surface (vertex colours), for evaluation
+
+Cameras are orthographic (PIFu's training setup) and *framed by the silhouette*: the projected
+body's bounding box fills ``FILL`` of the image height and is centred, exactly what
+:func:`frame_photo` does to a user's photo with its mask at inference time, so the network sees
+people at the same scale either way. Depth is normalised by the same scale (see
+``render.Camera.normalise``), so the network works in units of "image heights" and the real
+size of the output comes from an assumed body height.
+
+Splits are by subject (a subject's views never straddle splits), drawn from the subject seed.
+Everything is deterministic by seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = "dhstudio.body-dataset/1"
+FILL = 0.85
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class DatasetConfig:
+    """How to build a dataset."""
+
+    n_subjects: int = 120
+    """Number of bodies."""
+    views: int = 8
+    """Rendered views per body (yaw spread evenly over 360 degrees with a random offset)."""
+    size: int = 512
+    """Image side in pixels."""
+    pitch_deg: float = 10.0
+    """Camera pitch drawn uniformly in [-pitch_deg, pitch_deg]."""
+    n_occ: int = 40_000
+    """Occupancy samples per body (PIFu draws 5,000 per training step from such a pool)."""
+    n_col: int = 20_000
+    """Colour samples per body."""
+    sigma: float = 0.05
+    """Std-dev (metres) of the Gaussian noise around surface points (PIFu: 5 cm)."""
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+    supersample: int = 2
+    """Rays per pixel side (antialiasing)."""
+
+
+def frame_camera(camera, vertices: np.ndarray, fill: float = FILL):
+    """Rescale and re-centre an orthographic camera so that the projection of ``vertices`` has a
+    bounding box ``fill`` of the image height (or width, if wider) and centred in the image."""
+    if not camera.orthographic:
+        raise ValueError("silhouette framing is defined for orthographic cameras")
+    xc = camera.to_camera(np.asarray(vertices, np.float64))
+    lo, hi = xc[:, :2].min(0), xc[:, :2].max(0)
+    span = hi - lo
+    f = min(fill * camera.height / max(span[1], 1e-9), fill * camera.width / max(span[0], 1e-9))
+    mid = 0.5 * (lo + hi)
+    return replace(camera, fx=f, fy=f, cx=camera.width / 2 - f * mid[0], cy=camera.height / 2 - f * mid[1])
+
+
+def canonical_camera(size: int, body_height_m: float, fill: float = FILL):
+    """The inference camera: orthographic, looking at the origin from +Z (the body faces it),
+    scale such that a ``body_height_m`` tall silhouette spans ``fill`` of the image height."""
+    from .render import Camera, look_at
+
+    R, t = look_at(np.array([0.0, 0.0, 5.0]), np.zeros(3))
+    f = fill * size / body_height_m
+    return Camera(width=size, height=size, fx=f, fy=f, cx=size / 2, cy=size / 2, R=R, t=t,
+                  orthographic=True, z_center=5.0)
+
+
+def canonical_bbox(camera, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """World box seen by a canonical camera (x, y over the image; z as deep as the image is tall)."""
+    half = camera.height / (2 * camera.fy) * (1 + margin)
+    halfw = camera.width / (2 * camera.fx) * (1 + margin)
+    return np.array([-halfw, -half, -half]), np.array([halfw, half, half])
+
+
+def frame_photo(rgb: np.ndarray, mask: np.ndarray, size: int, fill: float = FILL) -> tuple[np.ndarray, np.ndarray]:
+    """Crop/scale/pad a photo so the mask's bounding box spans ``fill`` of a ``size`` square's
+    height (or width) and is centred: what the training cameras do. Returns (rgb float32 [0, 1]
+    (size, size, 3) with the background set to 0.5 grey, mask bool (size, size))."""
+    from PIL import Image
+
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        raise ValueError("the mask is empty: no person to reconstruct")
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    s = min(fill * size / (y1 - y0), fill * size / (x1 - x0))
+    cy, cx = 0.5 * (y0 + y1), 0.5 * (x0 + x1)
+    # affine map output pixel -> input pixel: p_in = (p_out - size/2) / s + c
+    a = 1.0 / s
+    coeffs = (a, 0.0, cx - a * size / 2, 0.0, a, cy - a * size / 2)
+    im = Image.fromarray(np.asarray(rgb, np.uint8))
+    mk = Image.fromarray((np.asarray(mask, bool) * 255).astype(np.uint8))
+    rgb_o = np.asarray(im.transform((size, size), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR,
+                                    fillcolor=(128, 128, 128)), np.float32) / 255.0
+    m_o = np.asarray(mk.transform((size, size), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR,
+                                  fillcolor=0)) >= 128
+    rgb_o = np.where(m_o[..., None], rgb_o, 0.5).astype(np.float32)
+    return rgb_o, m_o
+
+
+def _split_of(rng: np.random.Generator, cfg: DatasetConfig) -> str:
+    r = rng.random()
+    if r < cfg.test_fraction:
+        return "test"
+    if r < cfg.test_fraction + cfg.val_fraction:
+        return "val"
+    return "train"
+
+
+def _write_subject(sdir: Path, body, cfg: DatasetConfig, sseed: int) -> dict:
+    from PIL import Image
+
+    from .render import look_at_body, prepare, render
+    from .sampling import sample_colour, sample_occupancy
+
+    rng = np.random.default_rng(sseed)
+    mesh = body.mesh
+    scene = prepare(mesh)
+    verts = np.asarray(mesh.vertices)
+    offset = rng.uniform(0, 360)
+    cams = []
+    for k in range(cfg.views):
+        yaw = (offset + 360.0 * k / cfg.views) % 360
+        pitch = float(rng.uniform(-cfg.pitch_deg, cfg.pitch_deg))
+        cam = frame_camera(look_at_body(mesh.bounds, yaw, pitch, cfg.size, orthographic=True), verts)
+        res = render(scene, cam, light="random", background="random", seed=int(rng.integers(2**31)),
+                     supersample=cfg.supersample)
+        rgba = np.concatenate([res.rgb, (res.mask * 255).astype(np.uint8)[..., None]], -1)
+        Image.fromarray(rgba, "RGBA").save(sdir / f"view_{k}.png", optimize=False, compress_level=3)
+        cams.append({"file": f"view_{k}.png", "yaw_deg": yaw, "pitch_deg": pitch, "camera": cam.to_dict()})
+    occ_p, occ_l = sample_occupancy(body.components, cfg.n_occ, rng, sigma=cfg.sigma)
+    col_p, col_rgb = sample_colour(mesh, cfg.n_col, rng, components=body.components)
+    np.savez_compressed(sdir / "samples.npz", occ_points=occ_p.astype(np.float32),
+                        occ_labels=(occ_l > 0.5).astype(np.uint8), col_points=col_p.astype(np.float32),
+                        col_rgb=np.clip(col_rgb * 255 + 0.5, 0, 255).astype(np.uint8))
+    mesh.export(sdir / "mesh.ply")
+    return {"views": cams}
+
+
+def build_dataset(out: Path, cfg: DatasetConfig | None = None, *, progress: bool = True,
+                  source=None) -> dict:
+    """Build (or extend, resuming where a previous run stopped) a dataset in ``out``.
+
+    ``source``: None for MakeHuman bodies (``reconstruct.body.makehuman.random_subject``), or a
+    list of (name, ClothedBody-like) pairs (see :func:`bodies_from_meshes`).
+    Each subject is written to a temporary folder and renamed into place when complete, so an
+    interrupted run leaves no half-written subject and a rerun continues.
+    """
+    cfg = cfg or DatasetConfig()
+    out = Path(out)
+    (out / "subjects").mkdir(parents=True, exist_ok=True)
+    man_path = out / "manifest.json"
+    manifest = json.loads(man_path.read_text()) if man_path.is_file() else None
+    cfg_d = dict(vars(cfg))
+    if manifest is not None:
+        if manifest.get("schema") != SCHEMA:
+            raise ValueError(f"{man_path} is not a dhstudio body dataset")
+        if manifest["config"] != cfg_d:
+            raise ValueError(f"{out} was built with another configuration; use a new folder")
+    else:
+        manifest = {"schema": SCHEMA, "config": cfg_d, "generator": "makehuman" if source is None else "meshes",
+                    "subjects": {}}
+    if source is None:
+        from .makehuman import random_subject
+
+        items = ((f"mh{i:05d}", (lambda i=i: random_subject(cfg.seed * 1_000_003 + i))) for i in range(cfg.n_subjects))
+    else:
+        items = ((name, (lambda b=b: b)) for name, b in source)
+    it = items
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        total = cfg.n_subjects if source is None else None
+        bar = tqdm(total=total, desc="subjects", unit="body")
+    t0 = time.time()
+    for sid, make in it:
+        sdir = out / "subjects" / sid
+        if sid in manifest["subjects"] and (sdir / "subject.json").is_file():
+            if bar:
+                bar.update(1)
+            continue
+        sseed = int.from_bytes(sid.encode()[-8:].rjust(8, b"\0"), "big") ^ (cfg.seed * 7919)
+        split = _split_of(np.random.default_rng([cfg.seed, sseed % (2**32)]), cfg)
+        body = make()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{sid}.", dir=out / "subjects"))
+        try:
+            info = _write_subject(tmp, body, cfg, sseed % (2**32))
+            meta = {"id": sid, "split": split, "seed": getattr(body, "seed", None),
+                    "pose": getattr(body, "pose_name", None), "height_m": float(np.ptp(body.mesh.vertices[:, 1])),
+                    "garments": list(getattr(body, "garments", []) or []),
+                    "params": _params_dict(getattr(body, "params", None)), **info}
+            (tmp / "subject.json").write_text(json.dumps(meta, indent=1))
+            if sdir.exists():
+                shutil.rmtree(sdir)
+            os.replace(tmp, sdir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        manifest["subjects"][sid] = {"split": split, "views": cfg.views}
+        _write_json_atomic(man_path, manifest)
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    manifest["seconds_last_run"] = round(time.time() - t0, 1)
+    _write_json_atomic(man_path, manifest)
+    return manifest
+
+
+def _params_dict(p) -> dict | None:
+    if p is None:
+        return None
+    try:
+        import dataclasses
+
+        return dataclasses.asdict(p)
+    except TypeError:
+        return None
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+@dataclass
+class ScanBody:
+    """A scan from disk in the shape build_dataset expects (mesh with vertex colours + parts)."""
+
+    mesh: object
+    components: list
+    seed: int | None = None
+    pose_name: str | None = None
+    garments: tuple = ()
+    params: object = None
+
+
+def bodies_from_meshes(folder: Path, *, up: str = "y", height_m: float | None = None):
+    """Yield (name, ScanBody) for every OBJ/GLB/PLY in ``folder`` (textures baked to vertex
+    colours). Meshes are assumed to be in metres with +Y up (``up='z'`` rotates Z-up scans);
+    ``height_m`` rescales each to that height. Feet are put on y = 0, centred in x/z. The mesh
+    should be closed (watertight) for occupancy labels; open scans are used as they are and
+    their labels are approximate (ray-parity), which the manifest records."""
+    from .._deps import require
+
+    trimesh = require("trimesh")
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".obj", ".glb", ".ply"))
+    if not files:
+        raise FileNotFoundError(f"no .obj/.glb/.ply meshes in {folder}")
+    for p in files:
+        try:
+            m = trimesh.load(p, force="mesh", process=True)
+        except Exception as e:
+            raise ValueError(f"cannot read mesh {p}: {e}".splitlines()[0]) from None
+        if len(m.faces) == 0:
+            raise ValueError(f"{p} has no faces")
+        if up == "z":
+            m.apply_transform(trimesh.transformations.rotation_matrix(-math.pi / 2, [1, 0, 0]))
+        if height_m:
+            m.apply_scale(height_m / max(np.ptp(m.vertices[:, 1]), 1e-9))
+        c = m.bounds.mean(0)
+        m.apply_translation([-c[0], -m.bounds[0][1], -c[2]])
+        try:
+            m.visual = m.visual.to_color()
+        except Exception:
+            pass
+        yield p.stem, ScanBody(mesh=m, components=[m])
+
+
+# ------------------------------------------------------------------------------------ loading
+
+class BodyDataset:
+    """Training items from a dataset folder (torch-free; the trainer makes tensors).
+
+    ``item(i, rng)`` -> dict with ``image`` (V, S, S, 3) float32 in [0, 1] with the background set
+    to 0.5 grey by the mask, ``uv`` (V, N, 2), ``z`` (V, N, 1), ``labels`` (N,), and colour
+    samples ``cuv`` (V, M, 2), ``cz`` (V, M, 1), ``crgb`` (M, 3); views chosen at random.
+    """
+
+    def __init__(self, root: Path, split: str = "train", *, image_size: int | None = None):
+        root = Path(root)
+        man = root / "manifest.json"
+        if not man.is_file():
+            raise FileNotFoundError(f"{root} is not a dataset folder (no manifest.json)")
+        self.manifest = json.loads(man.read_text())
+        if self.manifest.get("schema") != SCHEMA:
+            raise ValueError(f"{man} is not a dhstudio body dataset")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}")
+        self.root, self.split = root, split
+        self.ids = sorted(s for s, m in self.manifest["subjects"].items() if m["split"] == split)
+        self.image_size = image_size
+        self._cache: dict[str, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subject(self, sid: str) -> dict:
+        if sid not in self._cache:
+            sdir = self.root / "subjects" / sid
+            meta = json.loads((sdir / "subject.json").read_text())
+            with np.load(sdir / "samples.npz") as z:
+                s = {k: z[k] for k in z.files}
+            self._cache[sid] = {"meta": meta, "samples": s, "dir": sdir}
+        return self._cache[sid]
+
+    def view(self, sid: str, k: int):
+        """(image float32 (S, S, 3) masked to grey, mask bool, Camera) of one view."""
+        from PIL import Image
+
+        from .render import Camera
+
+        sub = self.subject(sid)
+        v = sub["meta"]["views"][k]
+        with Image.open(sub["dir"] / v["file"]) as im:
+            rgba = np.asarray(im.convert("RGBA"))
+        cam = Camera.from_dict(v["camera"])
+        if self.image_size and self.image_size != rgba.shape[0]:
+            s = self.image_size / rgba.shape[0]
+            rgba = np.asarray(Image.fromarray(rgba).resize((self.image_size, self.image_size),
+                                                           Image.Resampling.BILINEAR))
+            cam = replace(cam, width=self.image_size, height=self.image_size, fx=cam.fx * s, fy=cam.fy * s,
+                          cx=cam.cx * s, cy=cam.cy * s)
+        mask = rgba[..., 3] >= 128
+        img = np.where(mask[..., None], rgba[..., :3] / 255.0, 0.5).astype(np.float32)
+        return img, mask, cam
+
+    def item(self, i: int, rng: np.random.Generator, *, n_views: int = 1, n_points: int = 5000,
+             n_colour: int = 2000) -> dict:
+        sid = self.ids[i % len(self.ids)]
+        sub = self.subject(sid)
+        nv = len(sub["meta"]["views"])
+        ks = rng.choice(nv, size=n_views, replace=False)
+        s = sub["samples"]
+        pi = rng.choice(len(s["occ_points"]), size=n_points, replace=len(s["occ_points"]) < n_points)
+        ci = rng.choice(len(s["col_points"]), size=n_colour, replace=len(s["col_points"]) < n_colour)
+        pts, cpts = s["occ_points"][pi], s["col_points"][ci]
+        imgs, uvs, zs, cuvs, czs = [], [], [], [], []
+        for k in ks:
+            img, _, cam = self.view(sid, int(k))
+            proj = cam.projector()
+            uv, z = proj(pts)
+            cuv, cz = proj(cpts)
+            imgs.append(img), uvs.append(uv), zs.append(z), cuvs.append(cuv), czs.append(cz)
+        return {"id": sid, "views": ks.tolist(), "image": np.stack(imgs), "uv": np.stack(uvs), "z": np.stack(zs),
+                "labels": s["occ_labels"][pi].astype(np.float32), "cuv": np.stack(cuvs), "cz": np.stack(czs),
+                "crgb": s["col_rgb"][ci].astype(np.float32) / 255.0}

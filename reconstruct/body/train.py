@@ -1,0 +1,255 @@
+"""Train PIFu on a body dataset (see :mod:`reconstruct.body.data`), with checkpoints and resume.
+
+Loss (PIFu): mean squared error between the predicted occupancy and the 0/1 label, summed over
+the hourglass stacks (intermediate supervision); Tex-PIFu: L1 between predicted and sampled
+colours (geometry features detached). Each step draws ``batch`` subjects, one to ``max_views``
+views of each (mostly one: the single-view case is the one we ship), ``n_points`` occupancy
+samples and ``n_colour`` colour samples per subject.
+
+Outputs in the run folder:
+
+- ``model.safetensors``: weights only, with the model config and training summary in the
+  safetensors metadata (what ``load_model`` reads and what ships in assets/);
+- ``state.safetensors`` + ``state.json``: optimiser moments, step, RNG state (resume);
+- ``log.jsonl``: one line per logged step (loss, validation occupancy accuracy/IoU, time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._deps import require
+
+WEIGHTS_SCHEMA = "dhstudio.pifu-weights/1"
+
+
+@dataclass
+class TrainConfig:
+    """Training run settings."""
+
+    model: str = "small"
+    """PIFu config name ('small' or 'paper')."""
+    steps: int = 6000
+    """Optimiser steps."""
+    batch: int = 4
+    """Subjects per step."""
+    lr: float = 1e-3
+    """Adam learning rate (cosine-decayed to 5 % over the run)."""
+    n_points: int = 4096
+    """Occupancy samples per subject per step (PIFu: 5,000)."""
+    n_colour: int = 2048
+    """Colour samples per subject per step."""
+    colour_weight: float = 1.0
+    """Weight of the colour L1 loss."""
+    max_views: int = 4
+    """Most views per subject in a step; the count is drawn from VIEW_MIX."""
+    image_size: int | None = None
+    """Network input size; default: the model config's image_size."""
+    seed: int = 0
+    ckpt_every: int = 250
+    """Steps between checkpoints (also on exit)."""
+    log_every: int = 50
+    val_every: int = 500
+    threads: int | None = None
+    """torch intra-op threads (default: torch's choice)."""
+
+
+VIEW_MIX = (1, 1, 1, 2, 3, 4)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save_weights(model, path: Path, extra: dict | None = None) -> None:
+    """Weights + config in one safetensors file (atomic)."""
+    st = require("safetensors.torch")
+    meta = {"schema": WEIGHTS_SCHEMA, "config": model.cfg.to_json(),
+            "with_colour": json.dumps(bool(model.with_colour))}
+    if extra:
+        meta["training"] = json.dumps(extra, sort_keys=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    _atomic_write_bytes(Path(path), st.save(tensors, metadata=meta))
+
+
+def load_model(path: Path, device: str = "cpu"):
+    """A PIFu from a weights file; clear errors for missing, corrupt or foreign checkpoints."""
+    torch = require("torch")
+    st = require("safetensors")
+    from .model import PIFu, PIFuConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        with st.safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable safetensors checkpoint ({str(e).splitlines()[0]})") from None
+    if meta.get("schema") != WEIGHTS_SCHEMA:
+        raise ValueError(f"{path} is not a dhstudio PIFu checkpoint (schema {meta.get('schema')!r})")
+    try:
+        cfg = PIFuConfig.from_dict(json.loads(meta["config"]))
+    except (KeyError, ValueError, TypeError) as e:
+        raise ValueError(f"{path}: bad model config in checkpoint ({e})") from None
+    model = PIFu(cfg, with_colour=json.loads(meta.get("with_colour", "true")))
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match the {cfg.name} PIFu: {len(missing)} missing and "
+                         f"{len(unexpected)} unexpected tensors")
+    model.training_info = json.loads(meta.get("training", "{}"))
+    return model.to(device).eval()
+
+
+def _batch(ds, idx, rng, n_views, cfg: TrainConfig, torch):
+    items = [ds.item(int(i), rng, n_views=n_views, n_points=cfg.n_points, n_colour=cfg.n_colour) for i in idx]
+
+    def st(k):
+        return torch.from_numpy(np.stack([it[k] for it in items]))
+    img = st("image").permute(0, 1, 4, 2, 3) * 2 - 1  # (B, V, 3, S, S) in [-1, 1]
+    return img, st("uv"), st("z"), st("labels"), st("cuv"), st("cz"), st("crgb")
+
+
+def evaluate_occupancy(model, ds, n_subjects: int = 8, seed: int = 123, n_points: int = 4096) -> dict:
+    """Single-view occupancy accuracy and IoU on sample points of ``n_subjects`` subjects."""
+    torch = require("torch")
+    rng = np.random.default_rng(seed)
+    tp = fp = fn = correct = total = 0
+    model.eval()
+    with torch.no_grad():
+        for i in range(min(n_subjects, len(ds))):
+            it = ds.item(i, rng, n_views=1, n_points=n_points, n_colour=16)
+            img = torch.from_numpy(it["image"]).permute(0, 3, 1, 2)[None] * 2 - 1
+            p = model(img, torch.from_numpy(it["uv"])[None], torch.from_numpy(it["z"])[None])[-1][0].numpy() > 0.5
+            y = it["labels"] > 0.5
+            tp += int((p & y).sum()); fp += int((p & ~y).sum()); fn += int((~p & y).sum())
+            correct += int((p == y).sum()); total += len(y)
+    model.train()
+    return {"val_acc": correct / max(total, 1), "val_iou": tp / max(tp + fp + fn, 1)}
+
+
+def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bool = True) -> dict:
+    """Train (or resume) into ``out``. Returns the final summary."""
+    torch = require("torch")
+    st = require("safetensors.torch")
+    from .data import BodyDataset
+    from .model import PIFu, PIFuConfig
+
+    cfg = cfg or TrainConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    mcfg = PIFuConfig.named(cfg.model)
+    size = cfg.image_size or mcfg.image_size
+    mcfg.image_size = size
+    ds = BodyDataset(data, "train", image_size=size)
+    val = BodyDataset(data, "val", image_size=size)
+    if len(ds) == 0:
+        raise ValueError(f"{data} has no training subjects")
+    torch.manual_seed(cfg.seed)
+    model = PIFu(mcfg)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step, elapsed = 0, 0.0
+    rng = np.random.default_rng(cfg.seed)
+    state_json = out / "state.json"
+    if state_json.is_file():  # resume
+        s = json.loads(state_json.read_text())
+        if s.get("train_config") != asdict(cfg):
+            raise ValueError(f"{out} holds a run with another configuration; use a new folder")
+        tensors = st.load_file(str(out / "state.safetensors"))
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        osd = opt.state_dict()
+        for pid in range(len(osd["param_groups"][0]["params"])):
+            if f"opt.{pid}.exp_avg" in tensors:
+                osd["state"][pid] = {"step": torch.tensor(float(s["step"])),
+                                     "exp_avg": tensors[f"opt.{pid}.exp_avg"],
+                                     "exp_avg_sq": tensors[f"opt.{pid}.exp_avg_sq"]}
+        opt.load_state_dict(osd)
+        step, elapsed = int(s["step"]), float(s["elapsed_s"])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = s["rng"]
+    sched = lambda k: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(k, cfg.steps) / cfg.steps))  # noqa: E731
+
+    def checkpoint():
+        tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+        for pid, stt in opt.state_dict()["state"].items():
+            tensors[f"opt.{pid}.exp_avg"] = stt["exp_avg"].contiguous()
+            tensors[f"opt.{pid}.exp_avg_sq"] = stt["exp_avg_sq"].contiguous()
+        _atomic_write_bytes(out / "state.safetensors", st.save(tensors))
+        _atomic_write_bytes(state_json, json.dumps({"step": step, "elapsed_s": elapsed, "train_config": asdict(cfg),
+                                                    "rng": rng.bit_generator.state}).encode())
+        save_weights(model, out / "model.safetensors", {"steps": step, "seconds": round(elapsed, 1),
+                                                        "train_config": asdict(cfg), "data": str(data),
+                                                        "train_subjects": len(ds)})
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step")
+    log = open(out / "log.jsonl", "a")
+    model.train()
+    ema = None
+    try:
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * sched(step)
+            n_views = min(int(rng.choice(VIEW_MIX)), cfg.max_views, len(ds.subject(ds.ids[0])["meta"]["views"]))
+            idx = rng.choice(len(ds), size=min(cfg.batch, len(ds)), replace=False)
+            img, uv, z, lab, cuv, cz, crgb = _batch(ds, idx, rng, n_views, cfg, torch)
+            feats = model.encode(img)
+            occ = model.query(feats, uv, z)
+            loss_occ = sum(torch.mean((o - lab) ** 2) for o in occ)
+            rgb = model.colour(img, cuv, cz, feats=feats)
+            loss_col = torch.mean(torch.abs(rgb - crgb))
+            loss = loss_occ + cfg.colour_weight * loss_col
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            elapsed += time.perf_counter() - t0
+            lv = float(loss_occ.detach()) / len(occ)
+            ema = lv if ema is None else 0.98 * ema + 0.02 * lv
+            if bar:
+                bar.update(1)
+                bar.set_postfix(occ_mse=f"{ema:.4f}", col_l1=f"{float(loss_col):.3f}")
+            rec = None
+            if step % cfg.log_every == 0:
+                rec = {"step": step, "occ_mse": lv, "occ_mse_ema": ema, "col_l1": float(loss_col),
+                       "views": n_views, "elapsed_s": round(elapsed, 1)}
+            if step % cfg.val_every == 0 and len(val):
+                rec = (rec or {"step": step}) | evaluate_occupancy(model, val)
+            if rec:
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+            if step % cfg.ckpt_every == 0:
+                checkpoint()
+    finally:
+        checkpoint()
+        log.close()
+        if bar:
+            bar.close()
+    summary = {"steps": step, "seconds": round(elapsed, 1), "train_subjects": len(ds)}
+    if len(val):
+        summary |= evaluate_occupancy(model, val)
+    return summary
