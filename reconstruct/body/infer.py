@@ -89,3 +89,97 @@ def reconstruct_mesh(model, images: np.ndarray, projectors: Sequence[Projector],
         alpha = np.ones((len(rgb), 1))
         mesh.visual.vertex_colors = (np.concatenate([rgb, alpha], 1) * 255).round().astype(np.uint8)
     return Reconstruction(mesh, stats, t_enc, time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------ cameras, photos, baselines
+
+def camera_box(camera, depth_half: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The box, in ``camera``'s own frame, of everything its image sees (orthographic), from
+    ``z_center - d`` to ``z_center + d`` in depth (``d`` = half the image height in metres unless
+    given)."""
+    if not camera.orthographic:
+        raise ValueError("reconstruction boxes are defined for orthographic cameras")
+    x0, x1 = (0 - camera.cx) / camera.fx, (camera.width - camera.cx) / camera.fx
+    y0, y1 = (0 - camera.cy) / camera.fy, (camera.height - camera.cy) / camera.fy
+    d = camera.half_height if depth_half is None else depth_half
+    return np.array([x0, y0, camera.z_center - d]), np.array([x1, y1, camera.z_center + d])
+
+
+def _in_world(fn, camera):
+    """A field over camera-frame points from a field over world points."""
+    R, t = camera.R, camera.t
+
+    def f(pc: np.ndarray) -> np.ndarray:
+        return fn(((pc.astype(np.float64) - t) @ R).astype(np.float32))
+    return f
+
+
+def _to_world(mesh, camera):
+    v = (np.asarray(mesh.vertices, np.float64) - camera.t) @ camera.R
+    mesh.vertices = v
+    if mesh.volume < 0:
+        mesh.invert()
+    return mesh
+
+
+def reconstruct_views(model, images: np.ndarray, cameras: Sequence, *, resolution: int = 256,
+                      coarse: int = 64, dense: bool = False, device: str = "cpu", colour: bool = True):
+    """Mesh in world coordinates from V views with known cameras (the first one defines the
+    reconstruction box: what it sees, as deep as it is tall)."""
+    import time
+
+    t0 = time.perf_counter()
+    field = PIFuField(model, images, [c.projector() for c in cameras], device=device)
+    t_enc = time.perf_counter() - t0
+    lo, hi = camera_box(cameras[0])
+    mesh, stats = extract_surface(_in_world(field.occupancy, cameras[0]), lo, hi, resolution,
+                                  coarse=coarse, dense=dense)
+    mesh = _to_world(mesh, cameras[0])
+    t0 = time.perf_counter()
+    if colour and getattr(model, "with_colour", False):
+        pts = np.asarray(mesh.vertices, np.float32) - 0.002 * np.asarray(mesh.vertex_normals, np.float32)
+        rgb = np.clip(field.colour(pts), 0, 1)
+        mesh.visual.vertex_colors = (np.concatenate([rgb, np.ones((len(rgb), 1))], 1) * 255).round().astype(np.uint8)
+    return Reconstruction(mesh, stats, t_enc, time.perf_counter() - t0)
+
+
+def visual_hull(masks: Sequence[np.ndarray], cameras: Sequence, *, resolution: int = 256, coarse: int = 64):
+    """Baseline: the visual hull of the silhouettes (a point is inside if it projects inside the
+    mask in every view), extracted like PIFu's field. With one view the hull is the silhouette
+    extruded along the view direction; its depth is limited to the silhouette's width in the
+    image (a person is at most about as deep as wide), centred on the subject's depth."""
+    from scipy import ndimage
+
+    ms = [ndimage.gaussian_filter(np.asarray(m, np.float32), 0.7) for m in masks]
+
+    def occ(pw: np.ndarray) -> np.ndarray:
+        out = np.ones(len(pw), np.float32)
+        for m, cam in zip(ms, cameras):
+            uv, _ = cam.project(pw)
+            out = np.minimum(out, ndimage.map_coordinates(m, [uv[:, 1] - 0.5, uv[:, 0] - 0.5], order=1,
+                                                          mode="constant", cval=0.0))
+        return out
+
+    m0 = np.asarray(masks[0], bool)
+    xs = np.nonzero(m0.any(0))[0]
+    width_m = (xs.max() - xs.min() + 1) / cameras[0].fx if len(xs) else cameras[0].half_height
+    lo, hi = camera_box(cameras[0], depth_half=0.5 * width_m)
+    mesh, stats = extract_surface(_in_world(occ, cameras[0]), lo, hi, resolution, coarse=coarse)
+    return Reconstruction(_to_world(mesh, cameras[0]), stats, 0.0, 0.0)
+
+
+def reconstruct_photo(model, rgb: np.ndarray, mask: np.ndarray, *, height_m: float = 1.7,
+                      resolution: int = 256, coarse: int = 64, device: str = "cpu"):
+    """One photo + its person mask -> mesh at real-world scale (the person is assumed
+    ``height_m`` tall; the photo is framed like the training views), feet on y = 0, facing +Z."""
+    from .data import canonical_camera, frame_photo
+
+    size = model.cfg.image_size
+    img, m = frame_photo(rgb, mask, size)
+    cam = canonical_camera(size, height_m)
+    rec = reconstruct_views(model, img[None], [cam], resolution=resolution, coarse=coarse, device=device)
+    mesh = rec.mesh
+    b = mesh.bounds
+    mesh.apply_translation([-(b[0][0] + b[1][0]) / 2, -b[0][1], -(b[0][2] + b[1][2]) / 2])
+    rec.framed_image, rec.framed_mask, rec.camera = img, m, cam
+    return rec
