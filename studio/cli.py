@@ -162,6 +162,87 @@ def cmd_demo(args) -> int:
     return 0
 
 
+# -- body ------------------------------------------------------------------------
+
+def _user_errors(fn):
+    """Bad input from the reconstruct side (ValueError, missing files, missing extras) becomes a
+    one-line InputError."""
+    def run(args):
+        from provenance.errors import InputError
+        from reconstruct._deps import MissingExtra
+
+        try:
+            return fn(args)
+        except (ValueError, FileNotFoundError, MissingExtra) as e:
+            raise InputError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    return run
+
+
+@_user_errors
+def cmd_body_dataset(args) -> int:
+    from reconstruct.body.data import DatasetConfig, bodies_from_meshes, build_dataset
+
+    cfg = DatasetConfig(n_subjects=args.subjects, views=args.views, size=args.size, seed=args.seed,
+                        n_occ=args.occ_samples)
+    source = None
+    if args.from_meshes:
+        source = list(bodies_from_meshes(Path(args.from_meshes), up=args.up, height_m=args.height))
+    man = build_dataset(Path(args.out), cfg, source=source, progress=not args.quiet)
+    splits = {}
+    for s in man["subjects"].values():
+        splits[s["split"]] = splits.get(s["split"], 0) + 1
+    print(json.dumps({"dataset": str(args.out), "subjects": len(man["subjects"]), "splits": splits}))
+    return 0
+
+
+@_user_errors
+def cmd_body_train(args) -> int:
+    from reconstruct.body.train import TrainConfig, train
+
+    cfg = TrainConfig(model=args.model, steps=args.steps, batch=args.batch, lr=args.lr,
+                      image_size=args.image_size, seed=args.seed, threads=args.threads)
+    print(json.dumps(train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)))
+    return 0
+
+
+@_user_errors
+def cmd_body_eval(args) -> int:
+    from reconstruct.body.evaluate import evaluate
+    from reconstruct.body.train import load_model
+    from studio.pipelines.body import DEFAULT_CHECKPOINT
+
+    model = load_model(Path(args.checkpoint or DEFAULT_CHECKPOINT))
+    views = tuple(int(v) for v in args.views.split(","))
+    if any(v < 1 or v > 8 for v in views):
+        raise ValueError("--views takes counts between 1 and 8, e.g. 1,2,4")
+    res = evaluate(model, Path(args.data), split=args.split, views=views, resolution=args.resolution,
+                   max_subjects=args.max_subjects, progress=not args.quiet)
+    if not args.rows:
+        res.pop("rows")
+    print(json.dumps(res))
+    return 0
+
+
+@_user_errors
+def cmd_body_reconstruct(args) -> int:
+    from studio.pipelines.body import reconstruct_body
+
+    res = reconstruct_body(Path(args.photo), Path(args.output), mask=Path(args.mask) if args.mask else None,
+                           checkpoint=Path(args.checkpoint) if args.checkpoint else None, height_m=args.height,
+                           resolution=args.resolution, turntable=not args.no_turntable, sign=not args.no_sign,
+                           passphrase=_read_passphrase(args))
+    if args.json:
+        print(json.dumps(res.to_dict()))
+    else:
+        print(f"mesh: {res.mesh_path} ({res.vertices} vertices, {res.faces} faces)")
+        if res.video_path:
+            print(f"turntable: {res.video_path}")
+        if res.watermark_ids:
+            print("signed and watermarked: " + ", ".join(f"{k} {v:012x}" for k, v in res.watermark_ids.items() if v))
+        print(f"silhouette IoU with the input mask: {res.mask_iou:.3f}; times {res.seconds}")
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,6 +295,55 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-registry", action="store_true", help="skip the registry lookup")
     v.add_argument("--html", metavar="OUT", help="also write an HTML report")
     v.set_defaults(func=cmd_verify)
+
+    b = sub.add_parser("body", help="single-photo body reconstruction (PIFu): dataset, train, eval, reconstruct")
+    bsub = b.add_subparsers(dest="body_cmd", required=True)
+    bd = bsub.add_parser("dataset", help="render MakeHuman bodies (or your scans) into a training dataset")
+    bd.add_argument("out", help="dataset folder (created; an existing one is resumed)")
+    bd.add_argument("--from-meshes", metavar="DIR", help="textured scans (OBJ/GLB/PLY) instead of MakeHuman bodies")
+    bd.add_argument("--up", choices=["y", "z"], default="y", help="up axis of the scans")
+    bd.add_argument("--height", type=float, default=None, help="rescale scans to this height (m)")
+    bd.add_argument("--subjects", type=int, default=120)
+    bd.add_argument("--views", type=int, default=8)
+    bd.add_argument("--size", type=int, default=512)
+    bd.add_argument("--occ-samples", type=int, default=40000)
+    bd.add_argument("--seed", type=int, default=0)
+    bd.add_argument("--quiet", action="store_true")
+    bd.set_defaults(func=cmd_body_dataset)
+    bt = bsub.add_parser("train", help="train PIFu (resumes when OUT holds a run)")
+    bt.add_argument("data")
+    bt.add_argument("-o", "--out", required=True, help="run folder (model.safetensors, state, log.jsonl)")
+    bt.add_argument("--model", choices=["small", "paper"], default="small")
+    bt.add_argument("--steps", type=int, default=6000)
+    bt.add_argument("--batch", type=int, default=4)
+    bt.add_argument("--lr", type=float, default=1e-3)
+    bt.add_argument("--image-size", type=int, default=None)
+    bt.add_argument("--threads", type=int, default=None)
+    bt.add_argument("--seed", type=int, default=0)
+    bt.add_argument("--quiet", action="store_true")
+    bt.set_defaults(func=cmd_body_train)
+    be = bsub.add_parser("eval", help="P2S / Chamfer / normal consistency vs the visual hull, as JSON")
+    be.add_argument("data")
+    be.add_argument("--checkpoint", help="weights (default: the shipped assets/pifu_small.safetensors)")
+    be.add_argument("--split", choices=["train", "val", "test"], default="test")
+    be.add_argument("--views", default="1", help="view counts, e.g. 1,2,4")
+    be.add_argument("--resolution", type=int, default=256)
+    be.add_argument("--max-subjects", type=int, default=None)
+    be.add_argument("--rows", action="store_true", help="include per-subject rows")
+    be.add_argument("--quiet", action="store_true")
+    be.set_defaults(func=cmd_body_eval)
+    br = bsub.add_parser("reconstruct", help="one photo -> signed, watermarked GLB + turntable MP4")
+    br.add_argument("photo")
+    br.add_argument("-o", "--output", required=True, help="OUT.glb (the turntable goes to OUT.mp4)")
+    br.add_argument("--mask", help="person mask (nonzero = person); default: the photo's alpha channel")
+    br.add_argument("--checkpoint", help="weights (default: assets/pifu_small.safetensors)")
+    br.add_argument("--height", type=float, default=1.7, help="assumed height of the person's silhouette (m)")
+    br.add_argument("--resolution", type=int, choices=[128, 256, 512], default=256)
+    br.add_argument("--no-turntable", action="store_true")
+    br.add_argument("--no-sign", action="store_true", help="plain mesh, no watermark/manifest (not for publishing)")
+    br.add_argument("--passphrase-file", help="passphrase of the signing key")
+    br.add_argument("--json", action="store_true")
+    br.set_defaults(func=cmd_body_reconstruct)
 
     d = sub.add_parser("demo", help="the main job on built-in inputs: generate, sign, strip, verify")
     d.add_argument("--out", default="demo_out", help="output folder")

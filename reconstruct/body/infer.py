@@ -180,6 +180,7 @@ def reconstruct_photo(model, rgb: np.ndarray, mask: np.ndarray, *, height_m: flo
     rec = reconstruct_views(model, img[None], [cam], resolution=resolution, coarse=coarse, device=device)
     mesh = rec.mesh
     b = mesh.bounds
-    mesh.apply_translation([-(b[0][0] + b[1][0]) / 2, -b[0][1], -(b[0][2] + b[1][2]) / 2])
-    rec.framed_image, rec.framed_mask, rec.camera = img, m, cam
+    shift = np.array([-(b[0][0] + b[1][0]) / 2, -b[0][1], -(b[0][2] + b[1][2]) / 2])
+    mesh.apply_translation(shift)
+    rec.framed_image, rec.framed_mask, rec.camera, rec.shift = img, m, cam, shift
     return rec

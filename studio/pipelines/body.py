@@ -1,0 +1,241 @@
+"""Photo -> textured body mesh (GLB) + turntable MP4, both watermarked, signed and registered.
+
+``reconstruct_body`` is what ``dhstudio body reconstruct`` runs: it checks the inputs (one clear
+error each), frames the photo by its person mask, runs the PIFu checkpoint
+(:mod:`reconstruct.body`), extracts the mesh coarse-to-fine, renders a turntable with our ray
+caster, then publishes both through :func:`studio.pipelines.publish.publish` with the photo as
+ingredient and the checkpoint's sha256 in the generation assertion. Outputs appear only when
+complete (everything is written to a temporary folder next to them first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from provenance.errors import InputError, OutputError
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+DEFAULT_CHECKPOINT = ASSETS / "pifu_small.safetensors"
+MAX_PIXELS = 64_000_000  # refuse decompression bombs before decoding
+WORK_LONG_EDGE = 2048  # photos are downscaled to this long edge before framing
+
+
+@dataclass
+class BodyResult:
+    mesh_path: Path
+    video_path: Path | None
+    vertices: int
+    faces: int
+    seconds: dict = field(default_factory=dict)
+    watermark_ids: dict = field(default_factory=dict)
+    mask_iou: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"mesh": str(self.mesh_path), "video": str(self.video_path) if self.video_path else None,
+                "vertices": self.vertices, "faces": self.faces, "seconds": self.seconds,
+                "watermark_ids": {k: f"{v:012x}" for k, v in self.watermark_ids.items() if v is not None},
+                "mask_iou": self.mask_iou}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def load_photo(photo: Path, mask: Path | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(rgb uint8 HxWx3, mask bool HxW, how the mask was obtained). Grayscale, 16-bit, palette
+    and RGBA photos are converted; huge ones refused; the mask comes from ``mask`` (any image,
+    nonzero = person) or the photo's alpha channel."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    photo = Path(photo)
+
+    def _open(p: Path, what: str):
+        if not p.is_file():
+            raise InputError(f"cannot read {what} {p}: no such file")
+        try:
+            im = Image.open(p)
+            if im.width * im.height > MAX_PIXELS:
+                raise InputError(f"{what} {p} is too large ({im.width}x{im.height}; limit {MAX_PIXELS // 10**6} MP)")
+            im.load()
+            return im
+        except Image.DecompressionBombError:
+            raise InputError(f"{what} {p} is too large (decompression bomb guard)") from None
+        except InputError:
+            raise
+        except Exception as e:
+            raise InputError(f"cannot decode {what} {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+    im = _open(photo, "photo")
+    alpha = None
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        alpha = np.asarray(im)[..., 3] >= 128
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im, np.float64)
+        a = (a / max(a.max(), 1) * 255).round().astype(np.uint8)
+        im = Image.fromarray(a, "L")
+    rgb_im = im.convert("RGB")
+    if mask is not None:
+        mim = _open(Path(mask), "mask")
+        if mim.size != rgb_im.size:
+            raise InputError(f"mask {mask} is {mim.width}x{mim.height} but the photo is {rgb_im.width}x{rgb_im.height}")
+        m = np.asarray(mim.convert("L")) >= 128
+        how = "mask file"
+    elif alpha is not None and not alpha.all():
+        m, how = alpha, "alpha channel"
+    else:
+        raise InputError(f"{photo} has no person mask: give --mask MASK.png or an RGBA photo whose alpha is the "
+                         "person (dhstudio has no built-in person segmentation yet)")
+    s = WORK_LONG_EDGE / max(rgb_im.size)
+    if s < 1:
+        size = (round(rgb_im.width * s), round(rgb_im.height * s))
+        rgb_im = rgb_im.resize(size, Image.Resampling.LANCZOS)
+        m = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)) >= 128
+    if m.sum() < 100:
+        raise InputError(f"the person mask of {photo} is empty (or under 100 pixels): nothing to reconstruct")
+    return np.asarray(rgb_im), m, how
+
+
+def write_mp4(frames, path: Path, fps: int = 24, crf: int = 18) -> Path:
+    import av
+
+    with av.open(str(path), "w", format="mp4") as out:
+        st = None
+        for i, fr in enumerate(frames):
+            if st is None:
+                h, w = fr.shape[:2]
+                st = out.add_stream("libx264", rate=fps)
+                st.width, st.height, st.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+                st.options = {"crf": str(crf)}
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(fr[: st.height, : st.width]), format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, fps)
+            for p in st.encode(vf):
+                out.mux(p)
+        if st is not None:
+            for p in st.encode():
+                out.mux(p)
+    return path
+
+
+def reconstruct_body(photo: Path, out: Path, *, mask: Path | None = None, checkpoint: Path | None = None,
+                     height_m: float = 1.7, resolution: int = 256, turntable: bool = True, frames: int = 48,
+                     sign: bool = True, registry=None, identity=None, passphrase: str | None = None,
+                     ) -> BodyResult:
+    from reconstruct._deps import MissingExtra
+
+    out = Path(out)
+    if out.suffix.lower() not in (".glb", ".obj", ".ply"):
+        raise OutputError(f"output {out} must end in .glb, .obj or .ply")
+    if sign and out.suffix.lower() != ".glb":
+        raise OutputError("signed meshes are GLB (C2PA sidecar); use -o NAME.glb or --no-sign")
+    if not out.parent.is_dir():
+        raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
+    if resolution not in (128, 256, 512):
+        raise InputError("resolution must be 128, 256 or 512")
+    if not (0.5 <= height_m <= 2.5):
+        raise InputError(f"--height {height_m} m is not a human height (0.5-2.5 m)")
+    checkpoint = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    if checkpoint.resolve() == Path(photo).resolve():
+        raise InputError("the checkpoint and the photo are the same file")
+    rgb, m, how = load_photo(photo, mask)
+    times = {}
+    try:
+        from reconstruct.body.infer import reconstruct_photo
+        from reconstruct.body.train import load_model
+        from reconstruct.mesh import export_mesh
+
+        t0 = time.perf_counter()
+        try:
+            model = load_model(checkpoint)
+        except (ValueError, FileNotFoundError) as e:
+            raise InputError(str(e)) from None
+        times["load_model"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        coarse = {128: 32, 256: 64, 512: 64}[resolution]
+        try:
+            rec = reconstruct_photo(model, rgb, m, height_m=height_m, resolution=resolution, coarse=coarse)
+        except ValueError as e:
+            raise InputError(f"reconstruction failed: {e}") from None
+        times["reconstruct"] = round(time.perf_counter() - t0, 2)
+        mesh = rec.mesh
+        iou = silhouette_iou(mesh, rec)
+        tmpdir = Path(tempfile.mkdtemp(prefix=".dhstudio-body-", dir=out.parent))
+        try:
+            raw = export_mesh(mesh, tmpdir / ("raw" + out.suffix.lower()))
+            raw_video = None
+            if turntable:
+                from reconstruct.body.render import render_turntable
+
+                t0 = time.perf_counter()
+                raw_video = write_mp4(render_turntable(mesh, frames, size=512, supersample=1), tmpdir / "raw.mp4")
+                times["turntable"] = round(time.perf_counter() - t0, 2)
+            video_out = out.with_suffix(".mp4") if turntable else None
+            wm_ids = {}
+            if sign:
+                from provenance.manifest import GenerationSpec
+                from studio.pipelines.publish import publish
+
+                info = getattr(model, "training_info", {}) or {}
+                spec = GenerationSpec(model_name=f"dhstudio-pifu-{model.cfg.name}", model_version="1",
+                                      weights_sha256=_sha256(checkpoint),
+                                      parameters={"resolution": resolution, "height_m": height_m,
+                                                  "mask": how, "train_steps": info.get("steps")},
+                                      digital_source_type="trainedAlgorithmicMedia",
+                                      ingredients=[Path(photo)] + ([Path(mask)] if mask else []))
+                t0 = time.perf_counter()
+                staged = tmpdir / ("signed" + out.suffix.lower())
+                r = publish(raw, staged, spec, registry=registry, identity=identity, passphrase=passphrase)
+                wm_ids["mesh"] = r.watermark_id
+                staged_v = None
+                if raw_video is not None:
+                    staged_v = tmpdir / "signed.mp4"
+                    rv = publish(raw_video, staged_v, spec, registry=registry, identity=identity,
+                                 passphrase=passphrase)
+                    wm_ids["video"] = rv.watermark_id
+                times["sign"] = round(time.perf_counter() - t0, 2)
+                # move into place: the sidecar first, then the mesh, then the video
+                if r.sidecar is not None:
+                    shutil.move(str(r.sidecar), str(out.with_suffix(out.suffix + ".c2pa")))
+                shutil.move(str(staged), str(out))
+                if staged_v is not None:
+                    shutil.move(str(staged_v), str(video_out))
+            else:
+                shutil.move(str(raw), str(out))
+                if raw_video is not None:
+                    shutil.move(str(raw_video), str(video_out))
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+    except MissingExtra as e:
+        raise InputError(str(e)) from None
+    return BodyResult(out, video_out, len(mesh.vertices), len(mesh.faces), times, wm_ids, iou)
+
+
+def silhouette_iou(mesh, rec) -> float:
+    """IoU between the mesh re-projected into the framed input view and the input mask."""
+    from reconstruct.body.render import render
+    from reconstruct.metrics import mask_iou
+
+    cam = rec.camera
+    # the mesh was moved to feet-on-floor after reconstruction: undo that for the projection
+    res = render(_unshift(mesh, rec), cam)
+    return mask_iou(res.mask, rec.framed_mask)
+
+
+def _unshift(mesh, rec):
+    m = mesh.copy()
+    if hasattr(rec, "shift"):
+        m.apply_translation(-np.asarray(rec.shift))
+    return m
