@@ -111,7 +111,11 @@ def load_model(path: Path, device: str = "cpu"):
     except (KeyError, ValueError, TypeError) as e:
         raise ValueError(f"{path}: bad model config in checkpoint ({e})") from None
     model = PIFu(cfg, with_colour=json.loads(meta.get("with_colour", "true")))
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ValueError(f"{path} does not match the {cfg.name} PIFu its metadata describes "
+                         f"({str(e).splitlines()[-1].strip()})") from None
     if missing or unexpected:
         raise ValueError(f"{path} does not match the {cfg.name} PIFu: {len(missing)} missing and "
                          f"{len(unexpected)} unexpected tensors")
@@ -232,10 +236,10 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
             ema = lv if ema is None else 0.98 * ema + 0.02 * lv
             if bar:
                 bar.update(1)
-                bar.set_postfix(occ_mse=f"{ema:.4f}", col_l1=f"{float(loss_col):.3f}")
+                bar.set_postfix(occ_mse=f"{ema:.4f}", col_l1=f"{float(loss_col.detach()):.3f}")
             rec = None
             if step % cfg.log_every == 0:
-                rec = {"step": step, "occ_mse": lv, "occ_mse_ema": ema, "col_l1": float(loss_col),
+                rec = {"step": step, "occ_mse": lv, "occ_mse_ema": ema, "col_l1": float(loss_col.detach()),
                        "views": n_views, "elapsed_s": round(elapsed, 1)}
             if step % cfg.val_every == 0 and len(val):
                 rec = (rec or {"step": step}) | evaluate_occupancy(model, val)
