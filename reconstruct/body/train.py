@@ -91,7 +91,7 @@ def save_weights(model, path: Path, extra: dict | None = None) -> None:
 
 def load_model(path: Path, device: str = "cpu"):
     """A PIFu from a weights file; clear errors for missing, corrupt or foreign checkpoints."""
-    torch = require("torch")
+    require("torch")
     st = require("safetensors")
     from .model import PIFu, PIFuConfig
 

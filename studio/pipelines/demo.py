@@ -122,6 +122,13 @@ def run_demo(out: Path, *, quick: bool = False) -> dict:
     vid_social = social_video(r_vid.path, out / "stripped" / "clip_social.mp4", height=min(720, vh), crf=30)
 
     files = [r_img.path, r_vid.path, tampered, img_social, vid_social, img_in]
+    expected_extra = {}
+    body = _demo_body(out, registry, quick)
+    if body is not None:
+        files += [body.mesh_path] + ([body.video_path] if body.video_path else [])
+        expected_extra = {str(body.mesh_path): "signed-generated-intact"}
+        if body.video_path:
+            expected_extra[str(body.video_path)] = "signed-generated-intact"
     verdicts = []
     images = {}
     for f in files:
@@ -142,15 +149,51 @@ def run_demo(out: Path, *, quick: bool = False) -> dict:
         str(img_social): "watermarked-manifest-stripped",
         str(vid_social): "watermarked-manifest-stripped",
         str(img_in): "unsigned-unmarked",
+        **expected_extra,
     }
     ok = all(v["label"] == expected[v["file"]["path"]] for v in verdicts)
     print()
     print("[demo] outputs:")
-    for sub in ("inputs", "signed", "stripped", "verdicts"):
+    for sub in ("inputs", "signed", "stripped", "body", "verdicts"):
+        if not (out / sub).is_dir():
+            continue
         print(f"  {out / sub}")
     print(f"[demo] HTML report: {report}")
     print(f"[demo] {'all verdicts as expected' if ok else 'UNEXPECTED verdicts, see the report'}")
     return {"verdicts": verdicts, "report": str(report), "ok": ok}
+
+
+BODY_PHOTO = Path(__file__).resolve().parents[3] / "shared" / "data" / "body_photos" / "ryota.png"
+
+
+def _demo_body(out: Path, registry, quick: bool):
+    """Reconstruct the sample photo (../shared/data/body_photos, with its mask) with the shipped
+    PIFu weights, publish GLB + turntable. Skipped, with the reason, when the photo, the weights
+    or the [body] extra is missing."""
+    import time
+
+    from studio.pipelines.body import DEFAULT_CHECKPOINT, reconstruct_body
+
+    mask = BODY_PHOTO.with_name("ryota_mask.png")
+    if not BODY_PHOTO.is_file():
+        print(f"[demo] body reconstruction skipped: sample photo {BODY_PHOTO} is absent")
+        return None
+    if not DEFAULT_CHECKPOINT.is_file():
+        print(f"[demo] body reconstruction skipped: weights {DEFAULT_CHECKPOINT} are absent")
+        return None
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("[demo] body reconstruction skipped: the [body] extra (torch) is not installed")
+        return None
+    t0 = time.perf_counter()
+    (out / "body").mkdir(exist_ok=True)
+    res = reconstruct_body(BODY_PHOTO, out / "body" / "ryota.glb", mask=mask if mask.is_file() else None,
+                           resolution=128 if quick else 256, frames=12 if quick else 48, registry=registry)
+    print(f"[demo] reconstructed {BODY_PHOTO.name} -> {res.mesh_path.name} ({res.vertices} vertices) + "
+          f"{res.video_path.name if res.video_path else 'no turntable'} in {time.perf_counter() - t0:.1f} s; "
+          f"silhouette IoU with the mask {res.mask_iou:.3f}")
+    return res
 
 
 def _tamper_png(src: Path, dst: Path) -> None:
