@@ -177,7 +177,8 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
     state_json = out / "state.json"
     if state_json.is_file():  # resume
         s = json.loads(state_json.read_text())
-        if s.get("train_config") != asdict(cfg):
+        same = {k: v for k, v in asdict(cfg).items() if k != "threads"}
+        if {k: v for k, v in s.get("train_config", {}).items() if k != "threads"} != same:
             raise ValueError(f"{out} holds a run with another configuration; use a new folder")
         tensors = st.load_file(str(out / "state.safetensors"))
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
