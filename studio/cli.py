@@ -200,7 +200,8 @@ def cmd_body_train(args) -> int:
     from reconstruct.body.train import TrainConfig, train
 
     cfg = TrainConfig(model=args.model, steps=args.steps, batch=args.batch, lr=args.lr,
-                      image_size=args.image_size, seed=args.seed, threads=args.threads)
+                      image_size=args.image_size, seed=args.seed, threads=args.threads,
+                      init=args.init)
     print(json.dumps(train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)))
     return 0
 
@@ -319,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--lr", type=float, default=1e-3)
     bt.add_argument("--image-size", type=int, default=None)
     bt.add_argument("--threads", type=int, default=None)
+    bt.add_argument("--init", metavar="WEIGHTS", help="start from these weights (fine-tune / continue)")
     bt.add_argument("--seed", type=int, default=0)
     bt.add_argument("--quiet", action="store_true")
     bt.set_defaults(func=cmd_body_train)

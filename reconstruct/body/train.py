@@ -59,6 +59,8 @@ class TrainConfig:
     val_every: int = 500
     threads: int | None = None
     """torch intra-op threads (default: torch's choice)."""
+    init: str | None = None
+    """Start from these weights (a model.safetensors of the same config) instead of random."""
 
 
 VIEW_MIX = (1, 1, 1, 2, 3, 4)
@@ -171,6 +173,12 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
         raise ValueError(f"{data} has no training subjects")
     torch.manual_seed(cfg.seed)
     model = PIFu(mcfg)
+    if cfg.init:
+        start = load_model(Path(cfg.init))
+        if start.cfg.to_dict() != mcfg.to_dict():
+            raise ValueError(f"--init {cfg.init} is a {start.cfg.name} PIFu at {start.cfg.image_size} px; "
+                             f"this run trains {mcfg.name} at {mcfg.image_size} px")
+        model.load_state_dict(start.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, elapsed = 0, 0.0
     rng = np.random.default_rng(cfg.seed)
