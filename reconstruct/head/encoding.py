@@ -1,0 +1,505 @@
+"""Multiresolution hash encoding (Instant-NGP) with tiny-cuda-nn's exact semantics.
+
+``HashGrid`` maps points ``x`` in ``[0, 1]^D`` (``N x D``) to ``N x (n_levels * n_features)``
+features. Its trainable state is one flat float vector ``params`` laid out as tiny-cuda-nn lays
+out its ``HashGrid`` encoding, so a table trained with one backend loads into another:
+
+- ``backend="torch"``: pure PyTorch (CPU or GPU), gradients by autograd; the reference.
+- ``backend="tcnn"``: ``tinycudann.Encoding`` (needs the tiny-cuda-nn PyTorch bindings and CUDA).
+- ``backend="triton"``: reserved; not implemented yet.
+- ``backend="auto"``: tcnn when it imports and CUDA is available, else torch (logged at INFO).
+
+The semantics below were checked against tiny-cuda-nn's sources
+(``include/tiny-cuda-nn/encodings/grid.h`` and ``include/tiny-cuda-nn/common_device.h``); each
+detail names the tcnn function it mirrors:
+
+- level scale ``s_l = exp2(l * log2(per_level_scale)) * base_resolution - 1`` in float32 and
+  resolution ``r_l = ceil(s_l) + 1`` (``grid_scale``, ``grid_resolution``);
+- rows per level ``min(next_multiple(r_l^D, 8), 2^log2_hashmap_size)``, levels concatenated,
+  each level ``[rows, n_features]`` row-major (``GridEncodingTemplated`` constructor);
+- ``pos = x * s_l + 0.5``, cell ``floor(pos)`` cast to uint32, ``frac = pos - floor(pos)``
+  (``pos_fract``);
+- a level is dense (index ``sum_d c_d * r_l^d``) when ``r_l^D`` fits its rows, else hashed
+  (XOR of ``c_d * prime_d`` in uint32, primes 1, 2654435761, 805459861, 3674653429); both
+  then take ``% rows`` (``grid_index``, ``coherent_prime_hash`` / ``fast_hash``);
+- corner ``k`` has coordinate ``c_d + bit_d(k)``, weight ``prod_d (bit ? w : 1 - w)`` with
+  ``w = frac`` (linear) or ``frac^2 (3 - 2 frac)`` (smoothstep) (``kernel_grid``,
+  ``smoothstep``);
+- initialisation uniform in ``[-1e-4, 1e-4]`` (``initialize_params``).
+
+Known float differences: tcnn evaluates ``pos`` with one fused multiply-add and its device
+``exp2f`` may differ from the host's by an ulp, so points within ~1e-7 of a cell boundary may
+fall in the neighbouring cell; outputs agree to float32 rounding elsewhere.
+
+Example::
+
+    grid = HashGrid(n_levels=16, n_features=2, log2_hashmap_size=19, backend="torch")
+    feats = grid(torch.rand(1024, 3))          # (1024, 32)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import logging
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+BACKENDS = ("auto", "torch", "tcnn", "triton")
+INTERPOLATIONS = ("linear", "smoothstep")
+DEFAULT_MAX_RESOLUTION = 2048
+INIT_RANGE = 1e-4
+
+# coherent_prime_hash / fast_hash: the first prime is 1 so that neighbouring x share cache lines.
+PRIMES = (1, 2654435761, 805459861, 3674653429)
+_U32 = 0xFFFFFFFF
+_TCNN_INSTALL = "pip install git+https://github.com/NVlabs/tiny-cuda-nn/#subdirectory=bindings/torch"
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested encoding backend is not installed, needs CUDA, or is not implemented."""
+
+
+def _f32(v: float) -> torch.Tensor:
+    return torch.tensor(v, dtype=torch.float32)
+
+
+def _level_scale(level: int, per_level_scale: float, base_resolution: int) -> float:
+    # grid_scale: exp2f(level * log2f(per_level_scale)) * base_resolution - 1.0f, all in float32
+    # (per_level_scale reaches tcnn as a float; the constructor takes std::log2 of that float).
+    log2_scale = torch.log2(_f32(per_level_scale))
+    scale = torch.exp2(_f32(float(level)) * log2_scale) * _f32(float(base_resolution)) - _f32(1.0)
+    return float(scale)
+
+
+@dataclass(frozen=True)
+class HashGridConfig:
+    """Hyper-parameters of a hash grid; plain data, saved with ``to_dict`` (schema versioned)."""
+
+    n_input_dims: int = 3
+    """D, the number of input coordinates (torch backend: 1..4; tcnn: 2..4)."""
+    n_levels: int = 16
+    """L, the number of resolution levels."""
+    n_features: int = 2
+    """F, features per level (1, 2, 4 or 8, as tcnn's ``n_features_per_level``)."""
+    log2_hashmap_size: int = 19
+    """log2 of the most table rows one level may have (10..30)."""
+    base_resolution: int = 16
+    """Vertices per axis of the coarsest level (tcnn's ``base_resolution``)."""
+    per_level_scale: float | None = None
+    """Growth factor between levels. ``None``: ``exp(ln(max_resolution / base_resolution) /
+    (n_levels - 1))``, the Instant-NGP rule; after construction this holds the resolved value."""
+    max_resolution: int | None = None
+    """Finest resolution used to derive ``per_level_scale`` when that is ``None`` (default 2048,
+    as Instant-NGP's NeRF). Give one of the two, not both; reset to ``None`` once resolved."""
+    interpolation: str = "linear"
+    """``"linear"`` or ``"smoothstep"`` (C1 across cells; zero gradient at vertices)."""
+
+    def __post_init__(self) -> None:
+        def need_int(name: str, lo: int, hi: int | None = None) -> int:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"HashGrid: {name} must be an int, got {v!r}")
+            if v < lo or (hi is not None and v > hi):
+                rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+                raise ValueError(f"HashGrid: {name} must be {rng}, got {v}")
+            return v
+
+        need_int("n_input_dims", 1, 4)
+        n_levels = need_int("n_levels", 1)
+        nf = self.n_features
+        if isinstance(nf, bool) or not isinstance(nf, int) or nf not in (1, 2, 4, 8):
+            raise ValueError(f"HashGrid: n_features must be 1, 2, 4 or 8 (tcnn's n_features_per_level), "
+                             f"got {self.n_features!r}")
+        need_int("log2_hashmap_size", 10, 30)
+        base = need_int("base_resolution", 2)
+        interp = self.interpolation.lower() if isinstance(self.interpolation, str) else self.interpolation
+        if interp not in INTERPOLATIONS:
+            raise ValueError(f"HashGrid: interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+        object.__setattr__(self, "interpolation", interp)
+
+        pls, max_res = self.per_level_scale, self.max_resolution
+        if pls is not None and max_res is not None:
+            raise ValueError("HashGrid: give per_level_scale or max_resolution, not both "
+                             f"(got per_level_scale={pls!r}, max_resolution={max_res!r})")
+        if pls is None:
+            if max_res is None:
+                max_res = DEFAULT_MAX_RESOLUTION
+            if isinstance(max_res, bool) or not isinstance(max_res, int):
+                raise ValueError(f"HashGrid: max_resolution must be an int, got {max_res!r}")
+            if n_levels == 1:
+                pls = 1.0
+            elif max_res <= base:
+                raise ValueError(f"HashGrid: max_resolution ({max_res}) must exceed base_resolution ({base}) "
+                                 f"when n_levels > 1")
+            else:
+                pls = math.exp(math.log(max_res / base) / (n_levels - 1))
+        if isinstance(pls, bool) or not isinstance(pls, (int, float)) or not math.isfinite(pls) or pls <= 0:
+            raise ValueError(f"HashGrid: per_level_scale must be a finite positive number, got {pls!r}")
+        if n_levels > 1 and pls <= 1.0:
+            raise ValueError(f"HashGrid: per_level_scale must be > 1 when n_levels > 1, got {pls}")
+        object.__setattr__(self, "per_level_scale", float(pls))
+        object.__setattr__(self, "max_resolution", None)
+
+    # ----- derived geometry (tcnn's offset table) -----
+
+    @cached_property
+    def level_scales(self) -> tuple[float, ...]:
+        """Float32 ``grid_scale`` of every level (positions are ``x * scale + 0.5``)."""
+        return tuple(_level_scale(lv, self.per_level_scale, self.base_resolution) for lv in range(self.n_levels))
+
+    @cached_property
+    def level_resolutions(self) -> tuple[int, ...]:
+        """Vertices per axis of every level: ``ceil(scale) + 1`` (``grid_resolution``)."""
+        return tuple(math.ceil(s) + 1 for s in self.level_scales)
+
+    @cached_property
+    def level_sizes(self) -> tuple[int, ...]:
+        """Table rows of every level: ``min(next_multiple(res^D, 8), 2^log2_hashmap_size)``."""
+        sizes = []
+        for res in self.level_resolutions:
+            dense = res ** self.n_input_dims
+            # GridEncodingTemplated: dense count clamped to uint32 max/2, rounded up to a multiple of
+            # 8 for aligned access, then capped at the hash table size (the clamp never binds for
+            # log2_hashmap_size <= 30).
+            dense = min(dense, _U32 // 2)
+            sizes.append(min(-(-dense // 8) * 8, 1 << self.log2_hashmap_size))
+        return tuple(sizes)
+
+    @cached_property
+    def level_offsets(self) -> tuple[int, ...]:
+        """Row offset of every level in the flat table, plus the total (length ``n_levels + 1``)."""
+        offsets = [0]
+        for size in self.level_sizes:
+            offsets.append(offsets[-1] + size)
+        return tuple(offsets)
+
+    @cached_property
+    def level_hashed(self) -> tuple[bool, ...]:
+        """Whether each level is hashed (``res^D`` exceeds its rows) rather than dense."""
+        return tuple(res ** self.n_input_dims > size for res, size in zip(self.level_resolutions, self.level_sizes))
+
+    @property
+    def n_params(self) -> int:
+        """Length of the flat ``params`` vector: total rows times ``n_features``."""
+        return self.level_offsets[-1] * self.n_features
+
+    @property
+    def n_output_dims(self) -> int:
+        return self.n_levels * self.n_features
+
+    # ----- serialisation -----
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data with a schema version (``per_level_scale`` resolved)."""
+        d = {"schema_version": SCHEMA_VERSION, "otype": "HashGrid"}
+        d.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "max_resolution"})
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HashGridConfig:
+        d = dict(d)
+        version = d.pop("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"HashGrid: unsupported config schema_version {version!r} "
+                             f"(this code reads {SCHEMA_VERSION})")
+        otype = d.pop("otype", "HashGrid")
+        if otype != "HashGrid":
+            raise ValueError(f"HashGrid: config otype must be 'HashGrid', got {otype!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"HashGrid: unknown config keys {unknown}")
+        return cls(**d)
+
+    def to_tcnn(self) -> dict[str, Any]:
+        """The equivalent ``tinycudann.Encoding`` config (its ``params`` share our layout)."""
+        return {
+            "otype": "HashGrid",
+            "n_levels": self.n_levels,
+            "n_features_per_level": self.n_features,
+            "log2_hashmap_size": self.log2_hashmap_size,
+            "base_resolution": self.base_resolution,
+            "per_level_scale": self.per_level_scale,
+            "interpolation": "Linear" if self.interpolation == "linear" else "Smoothstep",
+            # pinned: CoherentPrime is tcnn's default hash (primes 1, 2654435761, 805459861, ...)
+            "hash": "CoherentPrime",
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# pure-PyTorch twin
+
+
+def _mul_u32(a: torch.Tensor, b: int) -> torch.Tensor:
+    """``(a * b) mod 2^32`` for int64 ``a`` in ``[0, 2^32)`` and ``0 <= b < 2^32``, without int64
+    overflow: split ``a`` into 16-bit halves so every partial product stays below 2^49."""
+    lo = a & 0xFFFF
+    hi = a >> 16
+    return ((((hi * b) & 0xFFFF) << 16) + lo * b) & _U32
+
+
+def hash_grid_index(corners: torch.Tensor, level: int, config: HashGridConfig) -> torch.Tensor:
+    """Row of ``corners`` within ``level``'s table, as tcnn's ``grid_index``.
+
+    Args:
+        corners: ``(..., D)`` int64 integer grid coordinates, taken modulo 2^32 (as tcnn's uint32).
+    Returns:
+        ``(...)`` int64 rows in ``[0, level_sizes[level])``.
+    """
+    d_in = config.n_input_dims
+    if corners.shape[-1] != d_in:
+        raise ValueError(f"hash_grid_index: corners must be (..., {d_in}), got {tuple(corners.shape)}")
+    corners = corners.to(torch.int64) & _U32
+    res = config.level_resolutions[level]
+    size = config.level_sizes[level]
+    index = torch.zeros(corners.shape[:-1], dtype=torch.int64, device=corners.device)
+    if not config.level_hashed[level]:
+        # grid_index: dense (stride) index sum_d c_d * res^d in uint32 when res^D fits the table
+        # (stride <= hashmap_size); the `% hashmap_size` below is kept because the +0.5 offset lets
+        # a corner reach coordinate `res`, which wraps into the next row / the table's start.
+        stride = 1
+        for dim in range(d_in):
+            index = (index + _mul_u32(corners[..., dim], stride)) & _U32
+            stride *= res
+    else:
+        # coherent_prime_hash (fast_hash in older tcnn): XOR of c_d * prime_d in uint32.
+        for dim in range(d_in):
+            index = index ^ _mul_u32(corners[..., dim], PRIMES[dim])
+    # grid_index: `return index % hashmap_size` for both dense and hashed levels.
+    return index % size
+
+
+def _corner_bits(d_in: int, device: torch.device) -> torch.Tensor:
+    # kernel_grid: corner idx in [0, 2^D) takes +1 along dim d when bit d of idx is set.
+    k = torch.arange(1 << d_in, device=device)
+    return (k[:, None] >> torch.arange(d_in, device=device)[None, :]) & 1
+
+
+def hash_grid_encode(x: torch.Tensor, params: torch.Tensor, config: HashGridConfig) -> torch.Tensor:
+    """Encode points with a hash grid in pure PyTorch (differentiable in ``x`` and ``params``).
+
+    Args:
+        x: ``(N, D)`` float points, nominally in ``[0, 1]^D`` (outside wraps as tcnn does).
+        params: ``(n_params,)`` flat table (``config.n_params``), levels concatenated, each level
+            ``[rows, n_features]`` row-major.
+        config: the grid's ``HashGridConfig``.
+    Returns:
+        ``(N, n_levels * n_features)`` features, level-major (level 0's features first), in the
+        promoted dtype of ``x`` (float32 at least) and ``params``.
+
+    Levels are processed one at a time, so the working memory is ``O(N * 2^D * n_features)``
+    per level (plus what autograd keeps for backward).
+    """
+    _check_points(x, config.n_input_dims)
+    if params.dim() != 1 or params.numel() != config.n_params:
+        raise ValueError(f"hash_grid_encode: params must be ({config.n_params},), got {tuple(params.shape)}")
+    if x.device != params.device:
+        raise ValueError(f"hash_grid_encode: x is on {x.device} but params on {params.device}")
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    n, d_in = x.shape
+    n_feat = config.n_features
+    n_corners = 1 << d_in
+    table = params.view(-1, n_feat)
+    bits = _corner_bits(d_in, x.device)
+    smooth = config.interpolation == "smoothstep"
+
+    outs = []
+    for level in range(config.n_levels):
+        lo, hi = config.level_offsets[level], config.level_offsets[level + 1]
+        scale = config.level_scales[level]
+        # pos_fract: pos = x * scale + 0.5; pos_grid = (uint32)(int)floor(pos); frac = pos - floor.
+        # The 0.5 staggers the levels (Instant-NGP paper, appendix A).
+        pos = x * scale + 0.5
+        cell_f = torch.floor(pos).detach()
+        frac = pos - cell_f
+        cell = cell_f.to(torch.int64) & _U32
+        # smoothstep(v) = v*v*(3 - 2v); identity_fun for linear. d/dx of frac is `scale`, as the
+        # `weight = scale` factor of tcnn's dy_dx.
+        w1 = frac * frac * (3.0 - 2.0 * frac) if smooth else frac
+        w0 = 1.0 - w1
+        weights = None
+        for dim in range(d_in):
+            pair = torch.stack((w0[:, dim], w1[:, dim]), dim=1)  # (N, 2)
+            wd = pair[:, bits[:, dim]]  # (N, 2^D)
+            weights = wd if weights is None else weights * wd
+        corners = (cell[:, None, :] + bits[None, :, :]) & _U32  # (N, 2^D, D): pos_grid + 1 wraps in uint32
+        rows = hash_grid_index(corners, level, config)  # (N, 2^D)
+        vals = table[lo:hi].index_select(0, rows.reshape(-1)).view(n, n_corners, n_feat)
+        outs.append((weights.unsqueeze(-1) * vals).sum(dim=1))
+    return torch.cat(outs, dim=1)
+
+
+def _check_points(x: Any, d_in: int) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"HashGrid: x must be a torch.Tensor of shape (N, {d_in}), got {type(x).__name__}")
+    if x.dim() != 2 or x.shape[1] != d_in:
+        raise ValueError(f"HashGrid: x must have shape (N, {d_in}), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"HashGrid: x must be a floating-point tensor, got {x.dtype}")
+
+
+# ---------------------------------------------------------------------------------------------
+# backends
+
+
+def _cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def _probe_tcnn() -> tuple[Any, str, BaseException | None]:
+    """(module or None, why not, the original error)."""
+    if importlib.util.find_spec("tinycudann") is None:
+        return None, f"tinycudann is not installed (install tiny-cuda-nn's PyTorch bindings: {_TCNN_INSTALL})", None
+    if not _cuda_available():
+        return None, "tinycudann is installed but it needs a CUDA device and torch sees none", None
+    try:
+        return importlib.import_module("tinycudann"), "", None
+    except Exception as e:  # a broken build raises ImportError, OSError or RuntimeError
+        return None, f"tinycudann is installed but failed to import: {e}", e
+
+
+def _probe_triton() -> str:
+    if importlib.util.find_spec("triton") is None:
+        return "triton is not installed (pip install triton; it also needs a CUDA device)"
+    if not _cuda_available():
+        return "triton is installed but it needs a CUDA device and torch sees none"
+    return "the triton HashGrid kernel is not implemented yet; use backend='torch' or 'tcnn'"
+
+
+def resolve_backend(backend: str, n_input_dims: int) -> str:
+    """Pick the backend: an explicit request that cannot be met raises ``BackendUnavailable``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"HashGrid: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return "torch"
+    if backend == "triton":
+        raise BackendUnavailable(f"HashGrid backend 'triton' is unavailable: {_probe_triton()}")
+    if backend == "tcnn":
+        if not 2 <= n_input_dims <= 4:
+            raise ValueError(f"HashGrid backend 'tcnn' supports 2..4 input dims, got {n_input_dims}")
+        mod, why, err = _probe_tcnn()
+        if mod is None:
+            raise BackendUnavailable(f"HashGrid backend 'tcnn' is unavailable: {why}") from err
+        return "tcnn"
+    # auto
+    if 2 <= n_input_dims <= 4:
+        mod, why, _ = _probe_tcnn()
+    else:
+        mod, why = None, "tcnn supports 2..4 input dims"
+    chosen = "tcnn" if mod is not None else "torch"
+    logger.info("HashGrid backend 'auto' -> %r%s", chosen, "" if mod is not None else f" ({why})")
+    return chosen
+
+
+class HashGrid(nn.Module):
+    """Multiresolution hash encoding, ``(N, D)`` points in ``[0, 1]^D`` -> ``(N, L * F)`` features.
+
+    Args mirror ``HashGridConfig``; ``per_level_scale=None`` derives it from ``max_resolution``
+    (default 2048). ``backend``: ``"auto"``, ``"torch"``, ``"tcnn"`` or ``"triton"`` (see the module
+    docstring); asking for one that is missing raises ``BackendUnavailable``.
+
+    The state dict is ``{"params": (n_params,) float}`` for every backend. Set ``check_inputs =
+    False`` to skip the per-call finiteness check (it synchronises a GPU).
+    """
+
+    def __init__(self, n_input_dims: int = 3, n_levels: int = 16, n_features: int = 2,
+                 log2_hashmap_size: int = 19, base_resolution: int = 16, per_level_scale: float | None = None,
+                 interpolation: str = "linear", backend: str = "auto", *, max_resolution: int | None = None):
+        super().__init__()
+        self.config = HashGridConfig(n_input_dims=n_input_dims, n_levels=n_levels, n_features=n_features,
+                                     log2_hashmap_size=log2_hashmap_size, base_resolution=base_resolution,
+                                     per_level_scale=per_level_scale, max_resolution=max_resolution,
+                                     interpolation=interpolation)
+        self.backend = resolve_backend(backend, n_input_dims)
+        self.check_inputs = True
+        device = torch.device("cuda") if self.backend == "tcnn" else None
+        self.params = nn.Parameter(torch.empty(self.config.n_params, dtype=torch.float32, device=device))
+        self.reset_parameters()
+        self._tcnn = None
+        if self.backend == "tcnn":
+            tcnn = importlib.import_module("tinycudann")
+            try:
+                enc = tcnn.Encoding(n_input_dims, self.config.to_tcnn(), dtype=torch.float32)
+            except TypeError:  # bindings older than the dtype argument
+                enc = tcnn.Encoding(n_input_dims, self.config.to_tcnn())
+            if enc.params.numel() != self.config.n_params:
+                raise BackendUnavailable(f"tinycudann's HashGrid has {enc.params.numel()} params where the torch "
+                                         f"layout has {self.config.n_params}; this tcnn version is incompatible")
+            enc.params = self.params  # one shared Parameter: same state dict for every backend
+            # kept outside the module tree so the state dict has only "params"
+            object.__setattr__(self, "_tcnn", enc)
+
+    def reset_parameters(self) -> None:
+        """Uniform in ``[-1e-4, 1e-4]``, as tcnn's ``initialize_params``."""
+        with torch.no_grad():
+            self.params.uniform_(-INIT_RANGE, INIT_RANGE)
+
+    # ----- geometry -----
+
+    @property
+    def n_output_dims(self) -> int:
+        return self.config.n_output_dims
+
+    @property
+    def n_params(self) -> int:
+        return self.config.n_params
+
+    @property
+    def level_offsets(self) -> tuple[int, ...]:
+        """Row offset of each level in the table (times ``n_features`` for ``params``), plus the total."""
+        return self.config.level_offsets
+
+    @property
+    def level_resolutions(self) -> tuple[int, ...]:
+        return self.config.level_resolutions
+
+    @property
+    def level_scales(self) -> tuple[float, ...]:
+        return self.config.level_scales
+
+    def level_table(self, level: int) -> torch.Tensor:
+        """View of ``level``'s ``[rows, n_features]`` table inside ``params``."""
+        lo, hi = self.config.level_offsets[level], self.config.level_offsets[level + 1]
+        return self.params.view(-1, self.config.n_features)[lo:hi]
+
+    # ----- config -----
+
+    def to_config(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | HashGridConfig, backend: str = "auto") -> HashGrid:
+        cfg = config if isinstance(config, HashGridConfig) else HashGridConfig.from_dict(config)
+        return cls(cfg.n_input_dims, cfg.n_levels, cfg.n_features, cfg.log2_hashmap_size, cfg.base_resolution,
+                   cfg.per_level_scale, cfg.interpolation, backend)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"n_input_dims={c.n_input_dims}, n_levels={c.n_levels}, n_features={c.n_features}, "
+                f"log2_hashmap_size={c.log2_hashmap_size}, base_resolution={c.base_resolution}, "
+                f"per_level_scale={c.per_level_scale:.6g}, interpolation={c.interpolation!r}, "
+                f"backend={self.backend!r}")
+
+    # ----- forward -----
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, D)`` points -> ``(N, n_levels * n_features)`` features."""
+        _check_points(x, self.config.n_input_dims)
+        if self.check_inputs and x.numel() and not bool(torch.isfinite(x).all()):
+            raise ValueError("HashGrid: x contains NaN or infinite values")
+        if self.backend == "tcnn":
+            if not x.is_cuda:
+                raise ValueError(f"HashGrid backend 'tcnn' needs x on CUDA, got {x.device}")
+            return self._tcnn(x.float().contiguous()).float()
+        return hash_grid_encode(x, self.params, self.config)
