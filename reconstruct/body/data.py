@@ -293,6 +293,36 @@ def bodies_from_meshes(folder: Path, *, up: str = "y", height_m: float | None = 
 
 # ------------------------------------------------------------------------------------ loading
 
+EMPTY_FRACTION = 1 / 8
+"""Share of each item's occupancy points drawn in the empty part of the reconstruction box."""
+
+
+def _empty_space(samples: dict, camera, n: int, rng: np.random.Generator, margin: float = 0.03) -> np.ndarray:
+    """``n`` points (world, float32) uniform in the reconstruction box of ``camera`` (what its
+    image sees, as deep as it is tall: the box inference extracts the surface from) and outside
+    the body's bounding box grown by ``margin`` metres, so certainly empty.
+
+    The stored samples cover only the body's box plus 10 cm (PIFu's sampling around a centred
+    scan); without these points nothing teaches the network that the space in front of and
+    behind the body, inside its silhouette, is empty, and the extracted surface is the
+    silhouette extruded through the whole box.
+    """
+    from .infer import camera_box
+
+    inside = samples["occ_points"][samples["occ_labels"] > 0]
+    lo_b, hi_b = inside.min(0) - margin, inside.max(0) + margin
+    lo, hi = camera_box(camera)
+    out = np.zeros((0, 3))
+    for _ in range(16):
+        pc = lo + (hi - lo) * rng.random((2 * n + 16, 3))
+        pw = (pc - camera.t) @ camera.R
+        keep = np.any((pw < lo_b) | (pw > hi_b), axis=1)
+        out = np.concatenate([out, pw[keep]])
+        if len(out) >= n:
+            break
+    return out[:n].astype(np.float32)
+
+
 class BodyDataset:
     """Training items from a dataset folder (torch-free; the trainer makes tensors).
 
@@ -350,22 +380,27 @@ class BodyDataset:
         return img, mask, cam
 
     def item(self, i: int, rng: np.random.Generator, *, n_views: int = 1, n_points: int = 5000,
-             n_colour: int = 2000) -> dict:
+             n_colour: int = 2000, empty_fraction: float = EMPTY_FRACTION) -> dict:
         sid = self.ids[i % len(self.ids)]
         sub = self.subject(sid)
         nv = len(sub["meta"]["views"])
         ks = rng.choice(nv, size=n_views, replace=False)
         s = sub["samples"]
-        pi = rng.choice(len(s["occ_points"]), size=n_points, replace=len(s["occ_points"]) < n_points)
+        views = [self.view(sid, int(k)) for k in ks]
+        n_empty = int(round(n_points * empty_fraction))
+        empty = _empty_space(s, views[0][2], n_empty, rng) if n_empty else np.zeros((0, 3), np.float32)
+        n_occ = n_points - len(empty)
+        pi = rng.choice(len(s["occ_points"]), size=n_occ, replace=len(s["occ_points"]) < n_occ)
         ci = rng.choice(len(s["col_points"]), size=n_colour, replace=len(s["col_points"]) < n_colour)
-        pts, cpts = s["occ_points"][pi], s["col_points"][ci]
+        pts = np.concatenate([s["occ_points"][pi], empty]).astype(np.float32)
+        labels = np.concatenate([s["occ_labels"][pi].astype(np.float32), np.zeros(len(empty), np.float32)])
+        cpts = s["col_points"][ci]
         imgs, uvs, zs, cuvs, czs = [], [], [], [], []
-        for k in ks:
-            img, _, cam = self.view(sid, int(k))
+        for img, _, cam in views:
             proj = cam.projector()
             uv, z = proj(pts)
             cuv, cz = proj(cpts)
             imgs.append(img), uvs.append(uv), zs.append(z), cuvs.append(cuv), czs.append(cz)
         return {"id": sid, "views": ks.tolist(), "image": np.stack(imgs), "uv": np.stack(uvs), "z": np.stack(zs),
-                "labels": s["occ_labels"][pi].astype(np.float32), "cuv": np.stack(cuvs), "cz": np.stack(czs),
+                "labels": labels, "cuv": np.stack(cuvs), "cz": np.stack(czs),
                 "crgb": s["col_rgb"][ci].astype(np.float32) / 255.0}
