@@ -62,13 +62,45 @@ def test_dataset_layout_and_items(tiny_dataset):
     assert len(ds) == 3
     it = ds.item(0, np.random.default_rng(0), n_views=2, n_points=500, n_colour=100)
     assert it["image"].shape == (2, 64, 64, 3) and it["uv"].shape == (2, 500, 2) and it["z"].shape == (2, 500, 1)
-    assert abs(it["labels"].mean() - 0.5) < 0.1
+    assert abs(it["labels"].mean() - 0.5) < 0.15  # 1/8 are empty-space points
     # inside points project onto the body in every view (the camera convention is consistent)
     for v in range(2):
         _, mask, _ = ds.view(it["id"], it["views"][v])
         uv = it["uv"][v][it["labels"] > 0.5]
         px = np.clip(((uv + 1) / 2 * 64).astype(int), 0, 63)
         assert mask[px[:, 1], px[:, 0]].mean() > 0.97
+
+
+def test_items_teach_the_empty_part_of_the_box(tiny_dataset):
+    """1/8 of the occupancy points lie in the reconstruction box of the item's first view but
+    outside the body: labelled empty, and truly outside the mesh; they reach depths that the
+    stored (body-box) samples never reach."""
+    import trimesh
+
+    from reconstruct.body.data import EMPTY_FRACTION
+    from reconstruct.body.infer import camera_box
+
+    ds = BodyDataset(tiny_dataset, "train")
+    it = ds.item(1, np.random.default_rng(5), n_views=1, n_points=800, n_colour=10)
+    n_e = int(round(800 * EMPTY_FRACTION))
+    assert np.all(it["labels"][-n_e:] == 0)
+    z_e, z_s = it["z"][0, -n_e:, 0], it["z"][0, :-n_e, 0]
+    assert np.abs(z_e).max() > 1.5 * np.abs(z_s).max()
+    assert np.abs(it["uv"][0, -n_e:]).max() <= 1.0 + 1e-5  # inside what the view sees
+    # the same draw in world coordinates: outside the mesh and inside the camera box
+    from reconstruct.body.data import _empty_space
+
+    sub = ds.subject(it["id"])
+    _, _, cam = ds.view(it["id"], it["views"][0])
+    pw = _empty_space(sub["samples"], cam, 300, np.random.default_rng(0))
+    mesh = trimesh.load(sub["dir"] / "mesh.ply", force="mesh", process=False)
+    assert not mesh.contains(pw).any()
+    lo, hi = camera_box(cam)
+    pc = pw.astype(np.float64) @ cam.R.T + cam.t
+    assert np.all((pc >= lo - 1e-6) & (pc <= hi + 1e-6))
+    # without them, the stored samples are balanced as PIFu's are
+    it0 = ds.item(0, np.random.default_rng(1), n_views=1, n_points=2000, n_colour=10, empty_fraction=0.0)
+    assert abs(it0["labels"].mean() - 0.5) < 0.1
 
 
 def test_dataset_resume_and_config_guard(tiny_dataset):
