@@ -347,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--json", action="store_true")
     br.set_defaults(func=cmd_body_reconstruct)
 
+    h = sub.add_parser("head", help="NeRF head avatars: synth (more to come)")
+    hsub = h.add_subparsers(dest="head_cmd", required=True)
+    hsub.add_parser("synth", help="render a synthetic head capture from the ICT face model "
+                    "(dhstudio head synth --help for its options)", add_help=False)
+
     d = sub.add_parser("demo", help="the main job on built-in inputs: generate, sign, strip, verify")
     d.add_argument("--out", default="demo_out", help="output folder")
     d.add_argument("--quick", action="store_true", help="smaller inputs (for tests)")
@@ -355,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["head", "synth"]:  # its own parser (reconstruct.head.synth)
+        from reconstruct.head.synth import main_synth
+
+        return main_synth(argv[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
     from provenance.errors import DhsError
