@@ -293,34 +293,48 @@ def bodies_from_meshes(folder: Path, *, up: str = "y", height_m: float | None = 
 
 # ------------------------------------------------------------------------------------ loading
 
-EMPTY_FRACTION = 1 / 8
+EMPTY_FRACTION = 1 / 4
 """Share of each item's occupancy points drawn in the empty part of the reconstruction box."""
 
 
-def _empty_space(samples: dict, camera, n: int, rng: np.random.Generator, margin: float = 0.03) -> np.ndarray:
-    """``n`` points (world, float32) uniform in the reconstruction box of ``camera`` (what its
-    image sees, as deep as it is tall: the box inference extracts the surface from) and outside
-    the body's bounding box grown by ``margin`` metres, so certainly empty.
+def _empty_space(samples: dict, camera, n: int, rng: np.random.Generator, mask: np.ndarray | None = None,
+                 margin: float = 0.03) -> np.ndarray:
+    """``n`` points (world, float32) in the reconstruction box of ``camera`` (what its image sees,
+    as deep as it is tall: the box inference extracts the surface from) and outside the body's
+    bounding box grown by ``margin`` metres, so certainly empty. With ``mask`` (the view's
+    silhouette), half of them lie on the rays of silhouette pixels (in front of or behind the
+    body), the rest uniform in the box.
 
     The stored samples cover only the body's box plus 10 cm (PIFu's sampling around a centred
     scan); without these points nothing teaches the network that the space in front of and
     behind the body, inside its silhouette, is empty, and the extracted surface is the
-    silhouette extruded through the whole box.
+    silhouette extruded through the whole box. Uniform points alone rarely fall inside the
+    silhouette (it covers a small part of the image), hence the silhouette-ray half.
     """
     from .infer import camera_box
 
     inside = samples["occ_points"][samples["occ_labels"] > 0]
     lo_b, hi_b = inside.min(0) - margin, inside.max(0) + margin
     lo, hi = camera_box(camera)
-    out = np.zeros((0, 3))
+    ys, xs = np.nonzero(mask) if mask is not None else (np.zeros(0, int), np.zeros(0, int))
+    n_ray = n // 2 if len(xs) else 0
+    out_u, out_r = np.zeros((0, 3)), np.zeros((0, 3))
     for _ in range(16):
-        pc = lo + (hi - lo) * rng.random((2 * n + 16, 3))
-        pw = (pc - camera.t) @ camera.R
-        keep = np.any((pw < lo_b) | (pw > hi_b), axis=1)
-        out = np.concatenate([out, pw[keep]])
-        if len(out) >= n:
+        if len(out_u) < n - n_ray:
+            pc = lo + (hi - lo) * rng.random((2 * n + 16, 3))
+            pw = (pc - camera.t) @ camera.R
+            out_u = np.concatenate([out_u, pw[np.any((pw < lo_b) | (pw > hi_b), axis=1)]])
+        if len(out_r) < n_ray:
+            k = rng.integers(len(xs), size=2 * n_ray + 16)
+            u = xs[k] + rng.random(len(k))
+            v = ys[k] + rng.random(len(k))
+            pc = np.stack([(u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy,
+                           lo[2] + (hi[2] - lo[2]) * rng.random(len(k))], 1)
+            pw = (pc - camera.t) @ camera.R
+            out_r = np.concatenate([out_r, pw[np.any((pw < lo_b) | (pw > hi_b), axis=1)]])
+        if len(out_u) >= n - n_ray and len(out_r) >= n_ray:
             break
-    return out[:n].astype(np.float32)
+    return np.concatenate([out_r[:n_ray], out_u[:n - n_ray]]).astype(np.float32)
 
 
 class BodyDataset:
@@ -388,7 +402,7 @@ class BodyDataset:
         s = sub["samples"]
         views = [self.view(sid, int(k)) for k in ks]
         n_empty = int(round(n_points * empty_fraction))
-        empty = _empty_space(s, views[0][2], n_empty, rng) if n_empty else np.zeros((0, 3), np.float32)
+        empty = _empty_space(s, views[0][2], n_empty, rng, views[0][1]) if n_empty else np.zeros((0, 3), np.float32)
         n_occ = n_points - len(empty)
         pi = rng.choice(len(s["occ_points"]), size=n_occ, replace=len(s["occ_points"]) < n_occ)
         ci = rng.choice(len(s["col_points"]), size=n_colour, replace=len(s["col_points"]) < n_colour)
