@@ -212,6 +212,132 @@ def test_gradcheck_table_and_positions(d_in, pls, interpolation):
                                     eps=1e-6, atol=1e-6)
 
 
+# ----- fused path (HashGridFunction) vs the autograd reference ------------------------------------
+
+
+def _rand_points(n: int, d_in: int, dtype, seed: int) -> torch.Tensor:
+    """Uniform points, some outside [0, 1] (uint32 wrap), some exactly on the upper face."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, d_in, generator=g, dtype=dtype)
+    x[: n // 4] = x[: n // 4] * 1.6 - 0.3
+    x[n // 4: n // 4 + 8] = 1.0
+    return x
+
+
+def _assert_close_scaled(a: torch.Tensor, b: torch.Tensor, tol: float) -> None:
+    """``max |a - b| <= tol * max |b|``: float32 results whose sums run in another order differ
+    by a few roundings of the tensor's scale (large position gradients cancel to small ones)."""
+    assert a.shape == b.shape and a.dtype == b.dtype
+    err, scale = float((a - b).abs().max()), float(b.abs().max())
+    assert err <= tol * scale, f"max |a - b| = {err:.3g} > {tol:g} * {scale:.3g}"
+
+
+@pytest.mark.parametrize("d_in", [1, 2, 3, 4])
+@pytest.mark.parametrize("n_features", [1, 2, 4])
+@pytest.mark.parametrize("interpolation", ["linear", "smoothstep"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_matches_reference(d_in, n_features, interpolation, dtype):
+    # base 5, scale 3: dense levels (pow2 and not) and hashed ones, as in the default grid
+    cfg = HashGridConfig(d_in, n_levels=4, n_features=n_features, log2_hashmap_size=10, base_resolution=5,
+                         per_level_scale=3.0, interpolation=interpolation)
+    assert not all(cfg.level_hashed) and (any(cfg.level_hashed) or d_in == 1)
+    x = _rand_points(200, d_in, dtype, seed=d_in).requires_grad_(True)
+    params = torch.randn(cfg.n_params, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    params.requires_grad_(True)
+    w = torch.randn(200, cfg.n_output_dims, dtype=dtype, generator=torch.Generator().manual_seed(2))
+    res = []
+    for fused in (True, False):
+        y = hash_grid_encode(x, params, cfg, fused=fused)
+        res.append((y.detach(), *torch.autograd.grad((y * w).sum(), (x, params))))
+    (y, gx, gp), (y_ref, gx_ref, gp_ref) = res
+    assert y.dtype == y_ref.dtype == dtype
+    for got, want in ((y, y_ref), (gp, gp_ref), (gx, gx_ref)):
+        if dtype == torch.float64:
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        else:
+            _assert_close_scaled(got, want, 1e-6)
+    # the same forward without autograd (no_grad / inputs without grad) gives the same values
+    with torch.no_grad():
+        assert torch.equal(hash_grid_encode(x, params, cfg), y)
+    assert torch.equal(hash_grid_encode(x.detach(), params.detach(), cfg), y)
+
+
+def test_fused_default_grid_matches_reference():
+    # the benchmarked configuration: 16 levels x 2 features, T = 2^19 (dense levels, hashed levels)
+    grid = HashGrid(3, n_levels=16, n_features=2, log2_hashmap_size=19, backend="torch")
+    with torch.no_grad():
+        grid.params.uniform_(-1.0, 1.0)
+    x = torch.rand(512, 3, generator=torch.Generator().manual_seed(4))
+    x[:4] = 1.0
+    w = torch.randn(512, 32, generator=torch.Generator().manual_seed(5))
+    res = []
+    for fused in (True, False):
+        xx = x.clone().requires_grad_(True)
+        y = hash_grid_encode(xx, grid.params, grid.config, fused=fused)
+        gx, gp = torch.autograd.grad((y * w).sum(), (xx, grid.params))
+        res.append((y.detach(), gx, gp))
+    for a, b in zip(*res):
+        _assert_close_scaled(a, b, 1e-6)
+    # the module's forward is the fused path
+    assert torch.equal(grid(x), res[0][0])
+
+
+@pytest.mark.parametrize("need_x, need_p", [(True, False), (False, True)])
+def test_fused_gradient_for_one_input_only(need_x, need_p):
+    cfg = HashGridConfig(3, n_levels=3, n_features=2, log2_hashmap_size=10, base_resolution=4, per_level_scale=2.0)
+    x = _rand_points(64, 3, torch.float64, seed=7).requires_grad_(need_x)
+    params = torch.randn(cfg.n_params, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    params.requires_grad_(need_p)
+    got = torch.autograd.grad(hash_grid_encode(x, params, cfg).sum(), x if need_x else params)[0]
+    want = torch.autograd.grad(hash_grid_encode(x, params, cfg, fused=False).sum(), x if need_x else params)[0]
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("x_dtype, p_dtype", [(torch.float32, torch.float64), (torch.float64, torch.float32)])
+def test_fused_mixed_dtypes(x_dtype, p_dtype):
+    cfg = HashGridConfig(3, n_levels=3, n_features=2, log2_hashmap_size=10, base_resolution=4, per_level_scale=2.0)
+    x = _rand_points(64, 3, x_dtype, seed=9).requires_grad_(True)
+    params = torch.randn(cfg.n_params, dtype=p_dtype, generator=torch.Generator().manual_seed(10))
+    params.requires_grad_(True)
+    res = []
+    for fused in (True, False):
+        y = hash_grid_encode(x, params, cfg, fused=fused)
+        res.append((y.detach(), *torch.autograd.grad(y.square().sum(), (x, params))))
+    for a, b in zip(*res):
+        _assert_close_scaled(a, b, 1e-6)
+    assert res[0][0].dtype == torch.float64 and res[0][1].dtype == x_dtype and res[0][2].dtype == p_dtype
+
+
+@pytest.mark.parametrize("d_in, pls, interpolation", [(1, 3.0, "linear"), (3, 2.0, "linear"),
+                                                      (3, 2.0, "smoothstep")])
+def test_fused_function_gradcheck_and_double_backward(d_in, pls, interpolation):
+    cfg = HashGridConfig(d_in, n_levels=3, n_features=2, log2_hashmap_size=10, base_resolution=4,
+                         per_level_scale=pls, interpolation=interpolation)
+    x = _interior_points(cfg, 6, seed=d_in).requires_grad_(True)
+    params = torch.randn(cfg.n_params, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    params.requires_grad_(True)
+    fn = lambda xx, pp: enc.HashGridFunction.apply(xx, pp, cfg)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, params), eps=1e-6, atol=1e-6)
+    # create_graph=True differentiates the reference graph: second derivatives stay exact
+    assert torch.autograd.gradgradcheck(fn, (x, params), eps=1e-6, atol=1e-6, fast_mode=True)
+
+
+@pytest.mark.parametrize("d_in", [1, 2, 3, 4])
+def test_level_rows_match_hash_grid_index(d_in):
+    # the three index paths of _level_rows: hashed (mask), dense in range (one subtraction), and
+    # the general uint32 path (cells outside the grid, negative or beyond 2^32)
+    cfg = HashGridConfig(d_in, n_levels=4, n_features=2, log2_hashmap_size=10, base_resolution=3, per_level_scale=3.0)
+    g = torch.Generator().manual_seed(d_in)
+    bits = enc._corner_bits(d_in, torch.device("cpu"))
+    for level in range(cfg.n_levels):
+        res = cfg.level_resolutions[level]
+        for lo, hi in ((0, res), (max(res - 2, 0), res), (res - 2, res + 2), (-2 ** 34, 2 ** 34)):
+            cell = torch.randint(lo, hi, (d_in, 300), generator=g)
+            got = enc._level_rows(cell, level, cfg).view(1 << d_in, 300).t()
+            want = hash_grid_index(cell.t()[:, None, :] + bits[None], level, cfg)
+            assert torch.equal(got, want), (level, lo, hi)
+
+
 # ----- config, state dict -----------------------------------------------------------------------
 
 
