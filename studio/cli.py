@@ -244,6 +244,59 @@ def cmd_body_reconstruct(args) -> int:
     return 0
 
 
+# -- head ------------------------------------------------------------------------
+
+def cmd_head_train(args) -> int:
+    from studio.pipelines.head import train_avatar
+
+    res = train_avatar(Path(args.capture), Path(args.out), steps=args.steps, minutes=args.minutes,
+                       threads=args.threads, seed=args.seed, batch_rays=args.batch_rays, progress=not args.quiet)
+    print(json.dumps(res))
+    return 0
+
+
+def cmd_head_eval(args) -> int:
+    from studio.pipelines.head import evaluate_avatar
+
+    print(json.dumps(evaluate_avatar(Path(args.checkpoint), Path(args.capture), split=args.split,
+                                     max_frames=args.max_frames, threads=args.threads)))
+    return 0
+
+
+def cmd_head_render(args) -> int:
+    from studio.pipelines.head import render_avatar
+
+    res = render_avatar(Path(args.checkpoint), Path(args.capture), Path(args.output), orbit=args.orbit,
+                        frames=args.frames, expression=args.expression, size=args.size, fps=args.fps,
+                        sign=not args.no_sign, threads=args.threads, progress=not args.quiet,
+                        passphrase=_read_passphrase(args))
+    if args.json:
+        print(json.dumps(res.to_dict()))
+    else:
+        what = f"{res.frames}-frame orbit" if res.frames > 1 or args.orbit else "still"
+        print(f"head render: {res.path} ({what}, {res.width}x{res.height})")
+        if res.signed:
+            wm = f", watermark id {res.watermark_id:012x}" if res.watermark_id is not None else ""
+            print(f"signed{wm}; checkpoint sha256 {res.weights_sha256}")
+    return 0
+
+
+def cmd_head_export_mesh(args) -> int:
+    from studio.pipelines.head import export_avatar_mesh
+
+    res = export_avatar_mesh(Path(args.checkpoint), Path(args.capture), Path(args.output),
+                             resolution=args.resolution, expression=args.expression, threshold=args.threshold,
+                             sign=not args.no_sign, threads=args.threads, passphrase=_read_passphrase(args))
+    if args.json:
+        print(json.dumps(res.to_dict()))
+    else:
+        print(f"mesh: {res.path} ({res.vertices} vertices, {res.faces} faces)")
+        if res.signed:
+            wm = f", watermark id {res.watermark_id:012x}" if res.watermark_id is not None else ""
+            print(f"signed{wm}; manifest beside it: {res.sidecar}")
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -347,10 +400,57 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--json", action="store_true")
     br.set_defaults(func=cmd_body_reconstruct)
 
-    h = sub.add_parser("head", help="NeRF head avatars: synth (more to come)")
+    h = sub.add_parser("head", help="NeRF head avatars: synth, train, eval, render, export-mesh")
     hsub = h.add_subparsers(dest="head_cmd", required=True)
     hsub.add_parser("synth", help="render a synthetic head capture from the ICT face model "
                     "(dhstudio head synth --help for its options)", add_help=False)
+    ht = hsub.add_parser("train", help="train a head avatar on a capture (resumes when OUT holds a run)")
+    ht.add_argument("capture", help="capture folder (nerfstudio transforms.json + images)")
+    ht.add_argument("-o", "--out", required=True, help="run folder (model.safetensors, state, log.jsonl)")
+    ht.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
+    ht.add_argument("--minutes", type=float, default=None, help="training time budget; a resumed run counts "
+                    "the time already spent")
+    ht.add_argument("--batch-rays", type=int, default=None, help="rays per step (default 2048)")
+    ht.add_argument("--threads", type=int, default=None, help="torch threads")
+    ht.add_argument("--seed", type=int, default=0)
+    ht.add_argument("--quiet", action="store_true", help="no progress bar")
+    ht.set_defaults(func=cmd_head_train)
+    he = hsub.add_parser("eval", help="PSNR / SSIM on held-out views and expressions, as JSON")
+    he.add_argument("checkpoint", help="run folder or model.safetensors")
+    he.add_argument("capture", help="capture folder with test_view / test_expression frames")
+    he.add_argument("--split", choices=["test", "test_view", "test_expression"], default="test",
+                    help="test: held-out views and held-out expressions")
+    he.add_argument("--max-frames", type=int, default=None, help="frames per split at most (spread evenly)")
+    he.add_argument("--threads", type=int, default=None)
+    he.set_defaults(func=cmd_head_eval)
+    hr = hsub.add_parser("render", help="render the avatar (orbit MP4 or still PNG), signed and watermarked")
+    hr.add_argument("checkpoint", help="run folder or model.safetensors")
+    hr.add_argument("--capture", required=True, help="the capture it was trained on (intrinsics and camera rig)")
+    hr.add_argument("-o", "--output", required=True, help="OUT.mp4 (with --orbit) or OUT.png (a front still)")
+    hr.add_argument("--orbit", action="store_true", help="swing the camera across the training views")
+    hr.add_argument("--frames", type=int, default=48, help="orbit frames (default 48)")
+    hr.add_argument("--fps", type=int, default=24)
+    hr.add_argument("--expression", default=None, metavar="NAME=W,...",
+                    help="blendshape weights in [0, 1], e.g. jawOpen=0.8,eyeBlink_L=1 (default: neutral)")
+    hr.add_argument("--size", type=int, default=None, help="long side in pixels (default: the capture's)")
+    hr.add_argument("--threads", type=int, default=None)
+    hr.add_argument("--no-sign", action="store_true", help="no watermark/manifest (not for publishing)")
+    hr.add_argument("--passphrase-file", help="passphrase of the signing key")
+    hr.add_argument("--json", action="store_true")
+    hr.add_argument("--quiet", action="store_true", help="no progress bar")
+    hr.set_defaults(func=cmd_head_render)
+    hm = hsub.add_parser("export-mesh", help="marching cubes on the avatar's density -> signed, watermarked GLB")
+    hm.add_argument("checkpoint", help="run folder or model.safetensors")
+    hm.add_argument("--capture", required=True, help="the capture it was trained on (the manifest's ingredient)")
+    hm.add_argument("-o", "--output", required=True, help="OUT.glb (OBJ / PLY with --no-sign)")
+    hm.add_argument("--resolution", type=int, choices=[64, 128, 256], default=128)
+    hm.add_argument("--expression", default=None, metavar="NAME=W,...", help="blendshape weights (default: neutral)")
+    hm.add_argument("--threshold", type=float, default=0.5, help="surface at this one-step opacity (0-1)")
+    hm.add_argument("--threads", type=int, default=None)
+    hm.add_argument("--no-sign", action="store_true", help="plain mesh, no watermark/manifest (not for publishing)")
+    hm.add_argument("--passphrase-file", help="passphrase of the signing key")
+    hm.add_argument("--json", action="store_true")
+    hm.set_defaults(func=cmd_head_export_mesh)
 
     d = sub.add_parser("demo", help="the main job on built-in inputs: generate, sign, strip, verify")
     d.add_argument("--out", default="demo_out", help="output folder")

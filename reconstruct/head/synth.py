@@ -21,7 +21,10 @@ Rigs:
 - ``multiview``: ``n_views`` fixed cameras on a sphere cap in front of the face (yaw within
   +-55 degrees, pitch -15..+25), all looking at the head centre; every expression frame is
   seen by every camera. ``n_test_views`` of them (default ``max(1, n_views // 4)``) are held
-  out: they see the training expressions (split ``test_view``) and never appear in ``train``;
+  out: they see the training expressions (split ``test_view``) and never appear in ``train``.
+  Held-out cameras sit between training cameras (the midpoint of two neighbours, strictly
+  inside the training cameras' yaw and pitch range): novel views are interpolated, not
+  extrapolated;
 - ``orbit``: one moving camera; training frame k is seen from its own position on an arc
   (yaw -70..+70). ``n_test_views`` extra positions above the arc are held out.
 
@@ -161,27 +164,69 @@ def _direction(yaw_deg: float, pitch_deg: float) -> np.ndarray:
     return np.array([math.sin(y) * math.cos(p), math.sin(p), math.cos(y) * math.cos(p)])
 
 
+def _between(ang: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    """``m`` distinct (yaw, pitch) positions between the cameras ``ang`` (K >= 2, 2).
+
+    Candidates are the midpoints of each camera and its three nearest neighbours, kept when
+    strictly inside the yaw and pitch range of ``ang`` (interpolation, never extrapolation);
+    each pick is the candidate farthest from every camera and every earlier pick (ties broken
+    by ``rng``). When the candidates run out, the midpoints between the picks and their
+    neighbours are added.
+    """
+    if m == 0:
+        return np.zeros((0, 2))
+    lo, hi = ang.min(0), ang.max(0)
+
+    def midpoints(pts: np.ndarray, first: int) -> np.ndarray:
+        d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+        pairs = {(min(i, int(j)), max(i, int(j))) for i in range(first, len(pts))
+                 for j in np.argsort(d[i], kind="stable")[1:4]}
+        mids = np.array([(pts[i] + pts[j]) / 2 for i, j in sorted(pairs)]).reshape(-1, 2)
+        mids = mids[np.all((mids > lo) & (mids < hi), axis=1)]
+        return mids[rng.permutation(len(mids))]
+
+    pool = midpoints(ang, 0)
+    picked: list[np.ndarray] = []
+    while len(picked) < m:
+        near = np.concatenate([ang] + [p[None] for p in picked])
+        if len(pool):
+            gap = np.linalg.norm(pool[:, None] - near[None], axis=-1).min(1)
+            pool = pool[gap > 1e-6]
+        if not len(pool):
+            pool = midpoints(near, 0)
+            gap = np.linalg.norm(pool[:, None] - near[None], axis=-1).min(1)
+            pool = pool[gap > 1e-6]
+            if not len(pool):  # cannot happen with distinct cameras; keep the loop finite
+                raise ValueError("cannot place the held-out views between the training views")
+        gap = np.linalg.norm(pool[:, None] - near[None], axis=-1).min(1)
+        k = int(np.argmax(gap))
+        picked.append(pool[k])
+        pool = np.delete(pool, k, axis=0)
+    return np.stack(picked)
+
+
 def rig_angles(rig: str, n_views: int, n_frames: int, n_test_views: int,
                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(train angles (K, 2), held-out angles (M, 2)) as (yaw, pitch) degrees.
 
-    ``multiview``: K + M = n_views positions on a cap (a jittered Fibonacci spiral), M of them
-    chosen among the inner ones. ``orbit``: K = n_frames positions along an arc, M above it.
+    ``multiview``: K = n_views - M positions on a cap (a jittered Fibonacci spiral); the M held-out
+    positions are midpoints between neighbouring training cameras, strictly inside the training
+    cameras' yaw and pitch range. ``orbit``: K = n_frames positions along an arc, M above it.
     """
     if rig == "multiview":
         if n_views < 1 + n_test_views:
             raise ValueError(f"multiview needs more views ({n_views}) than held-out views ({n_test_views})")
-        k = np.arange(n_views)
-        r = np.sqrt((k + 0.5) / n_views)
+        n_train = n_views - n_test_views
+        if n_test_views and n_train < 2:
+            raise ValueError(f"multiview needs at least 2 training views to place held-out views between "
+                             f"them (views {n_views}, held-out {n_test_views})")
+        k = np.arange(n_train)
+        r = np.sqrt((k + 0.5) / n_train)
         th = k * math.pi * (3 - math.sqrt(5)) + rng.uniform(0, 2 * math.pi)
-        yaw = 55.0 * r * np.cos(th) + rng.uniform(-3, 3, n_views)
-        pitch = 5.0 + 20.0 * r * np.sin(th) + rng.uniform(-2, 2, n_views)
+        yaw = 55.0 * r * np.cos(th) + rng.uniform(-3, 3, n_train)
+        pitch = 5.0 + 20.0 * r * np.sin(th) + rng.uniform(-2, 2, n_train)
         ang = np.stack([yaw, pitch], 1)
-        order = np.argsort(r, kind="stable")
-        inner = order[1:-1] if n_views - 2 >= n_test_views else order
-        test = np.sort(rng.choice(inner, n_test_views, replace=False)) if n_test_views else np.zeros(0, int)
-        keep = np.setdiff1d(k, test)
-        return ang[keep], ang[test]
+        return ang, _between(ang, n_test_views, rng)
     if rig == "orbit":
         u = np.linspace(0, 1, n_frames) if n_frames > 1 else np.array([0.5])
         yaw = -70.0 + 140.0 * u

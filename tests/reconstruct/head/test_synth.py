@@ -97,6 +97,38 @@ def test_capture_files_and_splits(tiny):
     assert len(raw["train_filenames"]) == 9 and len(raw["test_filenames"]) == 6
 
 
+def _yaw_pitch(cap, idx):
+    """(yaw, pitch) degrees of each frame's camera as seen from the head centre."""
+    c = np.asarray(cap.extra["dhstudio"]["head_centre"])
+    v = np.array([cap.frames[i].transform_matrix[:3, 3] - c for i in idx])
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return np.degrees(np.stack([np.arctan2(v[:, 0], v[:, 2]), np.arcsin(v[:, 1])], 1))
+
+
+def test_held_out_cameras_interpolate(tiny):
+    """Every test_view camera lies strictly inside the training cameras' yaw and pitch range."""
+    cap, _ = tiny
+    train, tv = _yaw_pitch(cap, cap.indices("train")), _yaw_pitch(cap, cap.indices("test_view"))
+    assert len(tv) and np.all(tv > train.min(0)) and np.all(tv < train.max(0)), (tv, train)
+
+
+@pytest.mark.parametrize("n_views,n_test", [(3, 1), (4, 2), (4, 1), (8, 2), (12, 3), (16, 4), (9, 5)])
+def test_rig_held_out_views_inside_training_range(n_views, n_test):
+    from reconstruct.head.synth import rig_angles
+
+    for seed in range(20):
+        tr, te = rig_angles("multiview", n_views, 4, n_test, np.random.default_rng(seed))
+        assert tr.shape == (n_views - n_test, 2) and te.shape == (n_test, 2)
+        assert np.all(te > tr.min(0)) and np.all(te < tr.max(0)), (seed, te, tr)
+        gap = np.linalg.norm(te[:, None] - tr[None], axis=-1).min(1)
+        assert np.all(gap > 1.0)  # a new viewpoint, not a training camera again
+        assert len(np.unique(te.round(6), axis=0)) == n_test  # distinct held-out views
+        again, te2 = rig_angles("multiview", n_views, 4, n_test, np.random.default_rng(seed))
+        np.testing.assert_array_equal(te, te2)  # deterministic by seed
+    with pytest.raises(ValueError, match="at least 2 training views"):
+        rig_angles("multiview", 2, 4, 1, np.random.default_rng(0))
+
+
 def test_masks_and_framing(tiny):
     cap, _ = tiny
     for i in range(len(cap)):
