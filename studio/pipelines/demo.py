@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -129,6 +130,10 @@ def run_demo(out: Path, *, quick: bool = False) -> dict:
         expected_extra = {str(body.mesh_path): "signed-generated-intact"}
         if body.video_path:
             expected_extra[str(body.video_path)] = "signed-generated-intact"
+    head = _demo_head(out, registry, quick)
+    if head is not None:
+        files.append(head.path)
+        expected_extra[str(head.path)] = "signed-generated-intact"
     verdicts = []
     images = {}
     for f in files:
@@ -154,7 +159,7 @@ def run_demo(out: Path, *, quick: bool = False) -> dict:
     ok = all(v["label"] == expected[v["file"]["path"]] for v in verdicts)
     print()
     print("[demo] outputs:")
-    for sub in ("inputs", "signed", "stripped", "body", "verdicts"):
+    for sub in ("inputs", "signed", "stripped", "body", "head", "verdicts"):
         if not (out / sub).is_dir():
             continue
         print(f"  {out / sub}")
@@ -194,6 +199,52 @@ def _demo_body(out: Path, registry, quick: bool):
           f"{res.video_path.name if res.video_path else 'no turntable'} in {time.perf_counter() - t0:.1f} s; "
           f"silhouette IoU with the mask {res.mask_iou:.3f}")
     return res
+
+
+ICT_FACE = Path(__file__).resolve().parents[3] / "shared" / "data" / "ict_face" / "ict_face_model.npz"
+HEAD_TRAIN_SECONDS = 150
+
+
+def _demo_head(out: Path, registry, quick: bool):
+    """A short head-avatar run on CPU: a synthetic ICT capture (64 px, 12 cameras, talking),
+    HEAD_TRAIN_SECONDS of training, a signed 128 px orbit with the jaw open. Low resolution and
+    a short run, so the avatar is blurry: it shows the pipeline, not the quality (see
+    BENCHMARKS.md for a 15-minute run). Skipped in quick mode (tests) and, with the reason,
+    when the ICT face model or the [body] extra (torch, open3d) is missing."""
+    import time
+
+    if quick:
+        print("[demo] head avatar skipped: quick mode (the head step trains for minutes)")
+        return None
+    if not ICT_FACE.is_file():
+        print(f"[demo] head avatar skipped: the ICT face model {ICT_FACE} is absent")
+        return None
+    try:
+        import open3d  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        print("[demo] head avatar skipped: the [body] extra (torch, open3d) is not installed")
+        return None
+    from reconstruct.head.synth import synth_capture
+
+    from .head import render_avatar, train_avatar
+
+    t0 = time.perf_counter()
+    head = out / "head"
+    if head.exists():
+        shutil.rmtree(head)
+    head.mkdir()
+    cap = head / "capture"
+    synth_capture(cap, n_views=12, n_frames=8, size=64, sequence="talking", seed=0, progress=False)
+    t1 = time.perf_counter()
+    res = train_avatar(cap, head / "run", steps=100_000, minutes=HEAD_TRAIN_SECONDS / 60, progress=False)
+    t2 = time.perf_counter()
+    r = render_avatar(Path(res["checkpoint"]), cap, head / "avatar_jaw_open.mp4", orbit=True, frames=24, size=128,
+                      expression={"jawOpen": 0.6}, progress=False, registry=registry)
+    print(f"[demo] head avatar: capture {t1 - t0:.0f} s, {res['steps']} training steps in {t2 - t1:.0f} s "
+          f"(train PSNR {res.get('train_psnr', float('nan')):.1f} dB), signed orbit {r.path.name} "
+          f"in {time.perf_counter() - t2:.0f} s")
+    return r
 
 
 def _tamper_png(src: Path, dst: Path) -> None:
