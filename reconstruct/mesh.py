@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from ._deps import require
+from ._io import write_bytes_atomic
 
 FieldFn = Callable[[np.ndarray], np.ndarray]
 """points (N, 3) float32 -> values (N,) float32; inside where value > threshold."""
@@ -189,9 +190,6 @@ EXPORT_FORMATS = {".glb": "glb", ".obj": "obj", ".ply": "ply"}
 def export_mesh(mesh, path: Path) -> Path:
     """Write GLB / OBJ / PLY (by extension) atomically: a temporary file in the same folder,
     renamed into place, so a failed export leaves nothing behind."""
-    import os
-    import tempfile
-
     path = Path(path)
     fmt = EXPORT_FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -201,15 +199,5 @@ def export_mesh(mesh, path: Path) -> Path:
     data = mesh.export(file_type=fmt)
     if isinstance(data, str):
         data = data.encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_bytes_atomic(path, data)
     return path

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import write_bytes_atomic
+
 SCHEMA = "dhstudio.body-dataset/1"
 FILL = 0.85
 SPLITS = ("train", "val", "test")
@@ -241,10 +243,7 @@ def _params_dict(p) -> dict | None:
 
 
 def _write_json_atomic(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, json.dumps(obj, indent=1).encode())
 
 
 @dataclass

@@ -17,8 +17,6 @@ Outputs in the run folder:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .._deps import require
+from .._io import write_bytes_atomic
 
 WEIGHTS_SCHEMA = "dhstudio.pifu-weights/1"
 
@@ -66,20 +65,6 @@ class TrainConfig:
 VIEW_MIX = (1, 1, 1, 2, 3, 4)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def save_weights(model, path: Path, extra: dict | None = None) -> None:
     """Weights + config in one safetensors file (atomic)."""
     st = require("safetensors.torch")
@@ -88,7 +73,7 @@ def save_weights(model, path: Path, extra: dict | None = None) -> None:
     if extra:
         meta["training"] = json.dumps(extra, sort_keys=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _atomic_write_bytes(Path(path), st.save(tensors, metadata=meta))
+    write_bytes_atomic(Path(path), st.save(tensors, metadata=meta))
 
 
 def load_model(path: Path, device: str = "cpu"):
@@ -207,8 +192,8 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
         for pid, stt in opt.state_dict()["state"].items():
             tensors[f"opt.{pid}.exp_avg"] = stt["exp_avg"].contiguous()
             tensors[f"opt.{pid}.exp_avg_sq"] = stt["exp_avg_sq"].contiguous()
-        _atomic_write_bytes(out / "state.safetensors", st.save(tensors))
-        _atomic_write_bytes(state_json, json.dumps({"step": step, "elapsed_s": elapsed, "train_config": asdict(cfg),
+        write_bytes_atomic(out / "state.safetensors", st.save(tensors))
+        write_bytes_atomic(state_json, json.dumps({"step": step, "elapsed_s": elapsed, "train_config": asdict(cfg),
                                                     "rng": rng.bit_generator.state}).encode())
         save_weights(model, out / "model.safetensors", {"steps": step, "seconds": round(elapsed, 1),
                                                         "train_config": asdict(cfg), "data": str(data),

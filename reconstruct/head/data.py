@@ -42,13 +42,13 @@ from __future__ import annotations
 import difflib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from .._io import write_bytes_atomic
 
 SCHEMA_VERSION = 1
 CAMERA_MODELS = ("PINHOLE", "OPENCV")
@@ -338,11 +338,14 @@ def _relpath(frame: dict, key: str, i: int, fp: str | None, ctx: _Ctx) -> str:
     return v
 
 
-def _known_hint(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=3)
+def name_hint(name: str, valid: Sequence[str]) -> str:
+    """The tail of an unknown-name error: the closest valid names, or the first few of them."""
+    valid = [str(v) for v in valid]
+    close = difflib.get_close_matches(str(name), valid, n=3)
     if close:
         return "did you mean " + ", ".join(close) + "?"
-    return "known names include " + ", ".join(list(known)[:6]) + (", ..." if len(known) > 6 else "")
+    more = f", ... ({len(valid)} in all)" if len(valid) > 6 else ""
+    return "valid names include " + ", ".join(valid[:6]) + more
 
 
 def _expression(frame: dict, i: int, fp: str, known: Sequence[str] | None, ctx: _Ctx) -> dict | None:
@@ -355,7 +358,7 @@ def _expression(frame: dict, i: int, fp: str, known: Sequence[str] | None, ctx: 
     known_set = set(known) if known is not None else None
     for name, w in e.items():
         if known_set is not None and name not in known_set:
-            raise ctx.error(f"key 'expression': unknown name {name!r}; {_known_hint(name, known)}", i, fp)
+            raise ctx.error(f"key 'expression': unknown name {name!r}; {name_hint(name, known)}", i, fp)
         if not _finite_number(w):
             raise ctx.error(f"key 'expression': weight of {name!r} must be a finite number, got {w!r}", i, fp)
         out[name] = float(w)
@@ -525,20 +528,8 @@ def capture_to_json(capture: Capture) -> dict:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder + ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``data`` to ``path`` atomically, world-readable (captures are shared data)."""
+    write_bytes_atomic(path, data, mode=0o644)
 
 
 def write_transforms(path: Path | str, capture: Capture) -> Path:

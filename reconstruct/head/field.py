@@ -34,7 +34,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from .data import name_hint
 from .encoding import HashGrid
 
 FIELD_SCHEMA = "dhstudio.head-field/1"
@@ -292,10 +292,8 @@ class HeadField(nn.Module):
                 if not valid:
                     hint = "this field takes no expression (it was trained without one)"
                 else:
-                    close = difflib.get_close_matches(str(name), list(valid), n=3)
-                    hint = ("did you mean " + ", ".join(close) + "?") if close else \
-                        "valid names include " + ", ".join(valid[:6]) + (", ..." if len(valid) > 6 else "")
-                raise UnknownExpressionError(f"unknown expression name {name!r} ({len(valid)} names known); {hint}")
+                    hint = name_hint(name, valid)
+                raise UnknownExpressionError(f"unknown expression name {name!r}; {hint}")
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
                 raise ValueError(f"expression weight of {name!r} must be a finite number, got {w!r}")
             vec[k] = float(w)

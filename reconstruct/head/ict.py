@@ -18,7 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 from functools import cached_property
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+
+from .data import name_hint
 
 FILE_NAME = "ict_face_model.npz"
 ENV_VAR = "DHSTUDIO_ICT_FACE"
@@ -79,10 +80,7 @@ class UnknownNameError(ValueError):
 
 
 def _unknown(kind: str, name: str, valid: tuple[str, ...]) -> UnknownNameError:
-    close = difflib.get_close_matches(name, valid, n=3)
-    hint = ("did you mean " + ", ".join(close) + "?") if close else \
-        ("valid names include " + ", ".join(valid[:6]) + f", ... ({len(valid)} in all)")
-    return UnknownNameError(f"unknown {kind} name {name!r}; {hint}")
+    return UnknownNameError(f"unknown {kind} name {name!r}; {name_hint(name, valid)}")
 
 
 class IctFace:
