@@ -30,14 +30,25 @@ Decoding
    crops of up to ~20 % of each side; coarse scales first, then refine
    around the best peaks;
 3. for at most MAX_ATTEMPTS (scale, shift) candidates, in order of pilot
-   correlation z-score: read the chips with the adjoint of the embedding
-   interpolation, de-spread and sum into 258 soft channel bits, soft Viterbi,
-   and accept the first candidate whose CRC-32 matches.
+   correlation z-score: resample the luma on the candidate's grid and read
+   the message with N_READERS readers in turn, (a) high-pass + local-RMS
+   normalisation (_local_norm: flat or dark areas, where the host is quiet,
+   count fully) and (b) the spectrally whitened image (_whiten: for periodic
+   or strongly coloured hosts); each reads the chips with the adjoint of the
+   embedding interpolation, de-spreads and sums them into 258 soft channel
+   bits, and runs a list Viterbi decoder (the LIST_SIZE best paths); the
+   first word whose CRC-32 matches is accepted.
+
+Embedding is informed (see informed_amplitudes): the embedder reads its own
+host with reader (a), and also with reader (a) restricted to mid-tones (what a
+brightness or contrast stretch leaves), and sets per-bit amplitudes so that
+every bit gets the same margin under both readings.
 
 Decision rule and false-positive bound: the watermark is reported found only
 when a decoded 80-bit word passes the CRC-32 check. For an unmarked image
-the decoded word of each attempt is (modelled as) uniformly random, so
-P(found | unmarked) <= MAX_ATTEMPTS * 2**-32 = FP_BOUND (~1.9e-9).
+each word checked is (modelled as) uniformly random, and at most
+WORDS_PER_IMAGE = MAX_ATTEMPTS * N_READERS * LIST_SIZE = 64 words are
+checked, so P(found | unmarked) <= 64 * 2**-32 = FP_BOUND (~1.5e-8).
 """
 
 from __future__ import annotations
@@ -66,11 +77,15 @@ COARSE_SCALES = tuple(np.round(np.arange(0.98, 1.1401, 0.02), 4))
 FINE_STEPS = (-0.01, -0.005, 0.005, 0.01)
 N_REFINE = 2
 MAX_ATTEMPTS = 8
-FP_BOUND = MAX_ATTEMPTS * 2.0 ** -_ecc.CRC_BITS
+N_READERS = 2  # message readers per candidate (_local_norm, then _whiten)
+LIST_SIZE = 4  # paths per list-Viterbi decode, each checked against the CRC
+WORDS_PER_IMAGE = MAX_ATTEMPTS * N_READERS * LIST_SIZE
+FP_BOUND = WORDS_PER_IMAGE * 2.0 ** -_ecc.CRC_BITS
 TARGET_PSNR = 42.0
 MASK_FLOOR = 6.0
 A_MIN, A_MAX = 0.4, 3.0
 SUBPIXEL_MIN = 0.15
+SAFE_LO, SAFE_HI = 12.0, 215.0  # mid-tone range of the pessimistic reading (brightness / contrast +20 %)
 HP_SIGMA = 2.0  # working px
 NORM_SIGMA = 6.0  # working px
 
@@ -141,17 +156,22 @@ def informed_amplitudes(inter: np.ndarray, fx: float, fy: float, h: int, w: int,
                         coded: np.ndarray, key: bytes, rel_rms: float) -> np.ndarray:
     """Per-channel-bit amplitudes (mean square 1 over the bits' chips) that cancel host interference.
 
-    Works in the decoder's own domain (working grid, whitened): measures for each channel bit the
-    host's contribution h_k (unmarked image) and the gain g_k of the mark, then gives each bit the
-    smallest amplitude a_k in [A_MIN, A_MAX] with c_k h_k + g_k a_k >= T, choosing the margin T by
-    bisection so that the total energy equals that of uniform amplitudes (water filling). Bits that
-    the host already pushes the right way get little, bits it pushes the wrong way get more.
+    Works in the decoder's own domain (working grid, reader _local_norm): measures for each channel
+    bit the host's contribution h_k (unmarked image) and the gain g_k of the mark, then gives each
+    bit the smallest amplitude a_k in [A_MIN, A_MAX] with c_k h_k + g_k a_k >= T * median(g),
+    choosing the margin T by bisection so that the total energy equals that of uniform amplitudes
+    (water filling). Bits that the host already pushes the right way get little, bits it pushes
+    the wrong way get more.
+
+    The same constraint is imposed on a second, pessimistic reading that keeps only mid-tone areas
+    (luma in [SAFE_LO, SAFE_HI] over a 5 px neighbourhood): near-black and near-white areas carry
+    a clean mark (the host is flat there) that a brightness or contrast stretch clips away, so
+    without it the embedder would lean on them and leave the rest of the image weak.
     """
     lay = layout(key)
     nh, nw, unit = _working_size(h, w)
     host = working_image(inter, fx, fy, float(max(h, w)), 1.0)
     nh, nw = host.shape
-    mh, mw = mask_small.shape
     mask_w = _resize_f(mask_small, (nw, nh), box=(0.0, 0.0, nw * unit / fx, nh * unit / fy))
     chips1 = lay.pn.copy()
     chips1[lay.is_msg] *= coded[lay.bit_of[lay.is_msg]]
@@ -159,24 +179,43 @@ def informed_amplitudes(inter: np.ndarray, fx: float, fy: float, h: int, w: int,
     mark = up[:nh, :nw] * mask_w
     # amplitude in working-image units giving the target RMS at full resolution
     alpha = rel_rms / max(float(np.sqrt(np.mean(mark * mark))), 1e-9)
-    sh = soft_bits(read_chips(_whiten(host), 0, 0), key) * coded
-    s1 = soft_bits(read_chips(_whiten(host + np.float32(alpha) * mark), 0, 0), key) * coded
-    g = s1 - sh
+    # two readings: the decoder's own, and a pessimistic one that keeps only mid-tones (what survives
+    # a brightness / contrast stretch that clips the tails)
+    lo_w = ndimage.minimum_filter(host, 5, mode="nearest")
+    hi_w = ndimage.maximum_filter(host, 5, mode="nearest")
+    safe = (np.clip((lo_w - SAFE_LO) / 12.0, 0.0, 1.0) * np.clip((SAFE_HI - hi_w) / 12.0, 0.0, 1.0)).astype(np.float32)
+    r0 = _local_norm(host)
+    r1 = _local_norm(host + np.float32(alpha) * mark)
+    sh = soft_bits(read_chips(r0, 0, 0), key) * coded
+    g = soft_bits(read_chips(r1, 0, 0), key) * coded - sh
+    use_p = 0.05 < float(safe.mean()) < 0.95
+    shp = soft_bits(read_chips(r0 * safe, 0, 0), key) * coded
+    gp = soft_bits(read_chips(r1 * safe, 0, 0), key) * coded - shp
     # chips of each bit that fall inside the image (energy weights)
     inside = np.zeros((CHIPS, CHIPS), dtype=bool)
     inside[: int(np.ceil(nh / UP)), : int(np.ceil(nw / UP))] = True
     n_k = np.bincount(lay.bit_of[lay.is_msg & inside.reshape(-1)], minlength=coded.size).astype(np.float64)
-    ok = (g > 1e-6 * max(float(np.max(np.abs(g))), 1e-12)) & (n_k > 0)
+    gmax = max(float(np.max(np.abs(g))), 1e-12)
+    ok = (g > 1e-6 * gmax) & (n_k > 0)
+    if use_p and int(np.sum(ok & (gp > 1e-6 * gmax))) >= coded.size // 2:
+        ok &= gp > 1e-6 * gmax
+    else:
+        use_p = False
     amp = np.ones(coded.size)
     if ok.sum() < coded.size // 4:
         return amp
     budget = float(np.sum(n_k[ok]))
+    gm = float(np.median(g[ok]))
+    gpm = float(np.median(gp[ok])) if use_p else 1.0
 
     def amps(T):
-        return np.clip((T - sh[ok]) / g[ok], A_MIN, A_MAX)
+        a = (T * gm - sh[ok]) / g[ok]
+        if use_p:
+            a = np.maximum(a, (T * gpm - shp[ok]) / gp[ok])
+        return np.clip(a, A_MIN, A_MAX)
 
-    lo, hi = float(np.min(sh[ok])), float(np.max(sh[ok] + A_MAX * g[ok]))
-    for _ in range(40):
+    lo, hi = -1e3, 1e3  # margin in units of the median gain
+    for _ in range(60):
         mid = 0.5 * (lo + hi)
         if float(np.sum(n_k[ok] * amps(mid) ** 2)) > budget:
             hi = mid
@@ -242,6 +281,16 @@ def _whiten(img: np.ndarray, k: float = 1.0) -> np.ndarray:
     F /= mag + np.float32(1e-3) * float(mag.mean()) + np.float32(1e-12)
     r = sfft.irfft2(F, s=pad.shape)[:h, :w].astype(np.float32)
     e = ndimage.gaussian_filter(r * r, NORM_SIGMA * k, mode="reflect", truncate=2.5)
+    r /= np.sqrt(e) + np.float32(1e-3 * np.sqrt(float(e.mean())) + 1e-12)
+    np.clip(r, -3.0, 3.0, out=r)
+    return r
+
+
+def _local_norm(img: np.ndarray) -> np.ndarray:
+    """Message reader (a): high-pass and local-RMS normalisation, without the spectral flattening
+    of _whiten (which, on natural photos, also flattens the mark's own band)."""
+    r = img - ndimage.gaussian_filter(img, HP_SIGMA, mode="reflect", truncate=3.0)
+    e = ndimage.gaussian_filter(r * r, NORM_SIGMA, mode="reflect", truncate=2.5)
     r /= np.sqrt(e) + np.float32(1e-3 * np.sqrt(float(e.mean())) + 1e-12)
     np.clip(r, -3.0, 3.0, out=r)
     return r
@@ -348,9 +397,11 @@ def soft_bits(chips: np.ndarray, key: bytes) -> np.ndarray:
 def try_decode(r: np.ndarray, dy: int, dx: int, key: bytes):
     chips = read_chips(r, dy, dx)
     soft = soft_bits(chips, key)
-    info = _ecc.viterbi_decode(soft)
-    wm_id = _ecc.check_info_word(info, key)
-    if wm_id is None:
+    for info in _ecc.viterbi_list(soft, LIST_SIZE):
+        wm_id = _ecc.check_info_word(info, key)
+        if wm_id is not None:
+            break
+    else:
         return None
     coded = _ecc.conv_encode(info)
     used = soft != 0
@@ -409,8 +460,10 @@ def decode_intermediate(inter: np.ndarray, fx: float, fy: float, long_edge: floa
             iy, ix = int(np.ceil(Dy)), int(np.ceil(Dx))
             off = (iy - Dy, ix - Dx)
             dy, dx = iy, ix
-        r = _whiten(working_image(inter, fx, fy, long_edge, s, off))
-        got = try_decode(r, dy, dx, key)
+        wimg = working_image(inter, fx, fy, long_edge, s, off)
+        got = try_decode(_local_norm(wimg), dy, dx, key)
+        if got is None:
+            got = try_decode(_whiten(wimg), dy, dx, key)
         if got is not None:
             wm_id, errors, n_used, _ = got
             return {"found": True, "id": wm_id, "bit_errors": errors, "n_channel_bits": n_used,

@@ -120,3 +120,40 @@ def viterbi_decode(soft: np.ndarray) -> np.ndarray:
         bits[t] = s & 1
         s = int(_PRED[s, decisions[t, s]])
     return bits[:INFO_BITS]
+
+
+def viterbi_list(soft: np.ndarray, n_paths: int) -> list[np.ndarray]:
+    """Parallel list Viterbi: the ``n_paths`` best zero-tailed paths, best first (INFO_BITS bits each).
+
+    Each state keeps its ``n_paths`` best partial paths (metric and back-pointer); the list is
+    read back from the zero state at the end. With n_paths = 1 this is viterbi_decode.
+    """
+    L = int(n_paths)
+    soft = np.asarray(soft, dtype=np.float64).reshape(-1, RATE_INV)
+    n = soft.shape[0]
+    metric = np.full((N_STATES, L), -np.inf)
+    metric[0, 0] = 0.0
+    back = np.empty((n, N_STATES, L), dtype=np.int32)  # index into (branch b, rank l): b * L + l
+    sym = _PRED_SYM.astype(np.float64)
+    for t in range(n):
+        bm = sym @ soft[t]  # (64, 2)
+        cand = (metric[_PRED] + bm[:, :, None]).reshape(N_STATES, 2 * L)  # (64, 2L)
+        idx = np.argsort(-cand, axis=1, kind="stable")[:, :L]
+        back[t] = idx
+        metric = np.take_along_axis(cand, idx, axis=1)
+        top = metric.max()
+        if np.isfinite(top):
+            metric -= top
+    out = []
+    for rank in range(L):
+        if not np.isfinite(metric[0, rank]):
+            break
+        s, r = 0, rank
+        bits = np.empty(n, dtype=np.uint8)
+        for t in range(n - 1, -1, -1):
+            bits[t] = s & 1
+            j = int(back[t, s, r])
+            b, r = divmod(j, L)
+            s = int(_PRED[s, b])
+        out.append(bits[:INFO_BITS])
+    return out

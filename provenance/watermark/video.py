@@ -10,7 +10,7 @@ Decoding (:func:`decode_video`) samples up to ``max_frames`` frames evenly over 
 their luma (the mark is static, content and coding noise are not: averaging raises the SNR) and runs
 the image decoder on the average; when that fails it also tries up to ``FALLBACK_FRAMES`` single
 frames. Decision rule: found only if a CRC-32 check passes; at most (1 + FALLBACK_FRAMES) image
-decodes of at most 8 attempts each, so P(found | unmarked video) <= 40 * 2**-32 ~= 9.3e-9.
+decodes of at most 64 CRC-checked words each, so P(found | unmarked video) <= 320 * 2**-32 ~= 7.5e-8.
 Trimming, re-encoding and rescaling (the grid follows the long edge) do not matter to the decoder.
 """
 
@@ -24,10 +24,10 @@ import numpy as np
 
 from ..errors import InputError, OutputError, WatermarkError
 from . import _core
-from .image import DEFAULT_KEY, MAX_ATTEMPTS, WatermarkResult, _check_id, _result
+from .image import DEFAULT_KEY, WORDS_PER_IMAGE, WatermarkResult, _check_id, _result
 
 FALLBACK_FRAMES = 4
-VIDEO_FALSE_POSITIVE_BOUND = (1 + FALLBACK_FRAMES) * MAX_ATTEMPTS * 2.0 ** -32
+VIDEO_FALSE_POSITIVE_BOUND = (1 + FALLBACK_FRAMES) * WORDS_PER_IMAGE * 2.0 ** -32
 _Y_SCALE = 219.0 / 255.0
 _COPY_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 
