@@ -5,9 +5,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# nerfstudio lives in its own environment: it pins numpy<2 and opencv 4.10 and needs torchvision
+# (torch 2.14.1 + torchvision 0.29.1, taken from the machine's local wheel store by pip)
+NS_VENV  := .venv-ns
+NS_STAMP := $(NS_VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all bench-watermark clean
+.PHONY: install ns-env demo test test-all bench-watermark clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "dhstudio needs Python 3.11 (set PYTHON=python3.11)")'
@@ -16,15 +20,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,body,head]"
 	touch $(STAMP)
 
+$(NS_STAMP): pyproject.toml
+	test -x $(NS_VENV)/bin/python || $(PYTHON) -m venv $(NS_VENV)
+	$(NS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(NS_VENV)/bin/python -m pip install --quiet -e ".[nerfstudio]"
+	touch $(NS_STAMP)
+
 install: $(STAMP)
+
+ns-env: $(NS_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/dhstudio demo --out demo_out
 
-test: $(STAMP)
+test: $(STAMP) $(NS_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-all: $(STAMP)
+test-all: $(STAMP) $(NS_STAMP)
 	$(BIN)/python -m pytest --runslow $(PYTEST_ARGS)
 
 clean:
