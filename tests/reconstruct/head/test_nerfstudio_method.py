@@ -130,6 +130,48 @@ def test_ns_train_and_eval_on_cpu(tmp_path):
     assert 0.0 <= res["ssim"] <= 1.0, res
 
 
+def test_our_synthetic_capture_opens_in_nerfstudio(tmp_path):
+    """A capture written by `dhstudio head synth` loads with nerfstudio's own dataparser (its split
+    lists honoured) and with ours (expressions as camera metadata, the head box as scene box)."""
+    from reconstruct.head.ict import FILE_NAME
+    ict = REPO.parent / "shared" / "data" / "ict_face" / FILE_NAME
+    if not ict.is_file():
+        pytest.skip(f"ICT face model absent ({ict})")
+    pytest.importorskip("trimesh", reason="the [body] extra (trimesh) is not installed")
+    cap = tmp_path / "cap"
+    r = subprocess.run([sys.executable, "-m", "studio.cli", "head", "synth", "--out", str(cap), "--views", "4",
+                        "--frames", "2", "--size", "32", "--test-views", "1", "--test-expressions", "1",
+                        "--supersample", "1"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((cap / "transforms.json").read_text())
+    r = _run([str(NS_BIN / "python"), "-c",
+              "import sys, json\nfrom pathlib import Path\n"
+              "from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig\n"
+              "from reconstruct.head.nerfstudio_method import DhstudioDataParserConfig\n"
+              "d = Path(sys.argv[1]); res = {}\n"
+              "for split in ('train', 'test'):\n"
+              "    plain = NerfstudioDataParserConfig(data=d).setup().get_dataparser_outputs(split)\n"
+              "    ours = DhstudioDataParserConfig(data=d, auto_scale_poses=True, center_method='none',\n"
+              "                                    orientation_method='none').setup().get_dataparser_outputs(split)\n"
+              "    res[split] = {'n': len(plain.image_filenames), 'n_ours': len(ours.image_filenames),\n"
+              "                  'expr': list(ours.cameras.metadata['expression'].shape),\n"
+              "                  'jaw': ours.cameras.metadata['expression'][:, ours.metadata['expression_names'].index('jawOpen')].tolist(),\n"
+              "                  'box': ours.scene_box.aabb.tolist(), 'scale': float(ours.dataparser_scale)}\n"
+              "print(json.dumps(res))\n", str(cap)], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    n_names = len(meta["expression_names"])
+    by_name = {f["file_path"]: f for f in meta["frames"]}
+    for split in ("train", "test"):
+        files = sorted(meta[f"{split}_filenames"])
+        assert res[split]["n"] == res[split]["n_ours"] == len(files)
+        assert res[split]["expr"] == [len(files), n_names]
+        want = [(by_name[f].get("expression") or {}).get("jawOpen", 0.0) for f in files]
+        assert np.allclose(res[split]["jaw"], want, atol=1e-6)
+        box = np.asarray(meta["dhstudio"]["scene_box"]) * res[split]["scale"]
+        assert np.allclose(res[split]["box"], box, atol=1e-5)
+
+
 def test_bad_expression_name_is_a_clear_error(tmp_path):
     data = make_capture(tmp_path / "capture", n_views=4)
     meta = json.loads((data / "transforms.json").read_text())
