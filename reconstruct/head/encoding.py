@@ -7,7 +7,9 @@ out its ``HashGrid`` encoding, so a table trained with one backend loads into an
 - ``backend="torch"``: pure PyTorch (CPU or GPU): ``hash_grid_encode``, a fused forward with a
   hand-written backward, tested against the plain-autograd reference (``fused=False``).
 - ``backend="tcnn"``: ``tinycudann.Encoding`` (needs the tiny-cuda-nn PyTorch bindings and CUDA).
-- ``backend="triton"``: reserved; not implemented yet.
+- ``backend="triton"``: Triton kernels (``_triton_grid``: fused forward, atomic-add backward; 3-D
+  points, 1/2/4/8 features) on CUDA; needs the ``triton`` package and a CUDA device (or Triton's
+  CPU interpreter, ``TRITON_INTERPRET=1``, which the parity tests use where there is no GPU).
 - ``backend="auto"``: tcnn when it imports and CUDA is available, else torch (logged at INFO).
 
 The semantics below were checked against tiny-cuda-nn's sources
@@ -45,6 +47,7 @@ import importlib
 import importlib.util
 import logging
 import math
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -621,6 +624,42 @@ def _backward_fused(x: torch.Tensor, params: torch.Tensor, config: HashGridConfi
     return grad_x, grad_p
 
 
+class TritonHashGridFunction(torch.autograd.Function):
+    """The Triton kernels (``_triton_grid``) with their hand-written backward. As for
+    ``HashGridFunction``, a backward with ``create_graph=True`` differentiates the autograd
+    reference instead."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, params: torch.Tensor, config: HashGridConfig) -> torch.Tensor:
+        from . import _triton_grid
+        ctx.save_for_backward(x, params)
+        ctx.config = config
+        return _triton_grid.encode_forward(x, params, config)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        from . import _triton_grid
+        x, params = ctx.saved_tensors
+        need_x, need_p = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if torch.is_grad_enabled():
+            with torch.enable_grad():
+                out = _encode_reference(x, params, ctx.config)
+                inputs = [t for t, need in ((x, need_x), (params, need_p)) if need]
+                grads = iter(torch.autograd.grad(out, inputs, grad_out, create_graph=True))
+            return (next(grads) if need_x else None), (next(grads) if need_p else None), None
+        return (*_triton_grid.encode_backward(x, params, ctx.config, grad_out, need_x, need_p), None)
+
+
+def triton_hash_grid_encode(x: torch.Tensor, params: torch.Tensor, config: HashGridConfig) -> torch.Tensor:
+    """``hash_grid_encode`` through the Triton kernels (float32 out; 3-D points, F in 1, 2, 4, 8)."""
+    from . import _triton_grid
+    _triton_grid.check_supported(config)
+    x = _prepare(x, params, config)
+    if torch.is_grad_enabled() and (x.requires_grad or params.requires_grad):
+        return TritonHashGridFunction.apply(x, params, config)
+    return _triton_grid.encode_forward(x, params, config)
+
+
 def _check_points(x: Any, d_in: int) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"HashGrid: x must be a torch.Tensor of shape (N, {d_in}), got {type(x).__name__}")
@@ -651,11 +690,16 @@ def _probe_tcnn() -> tuple[Any, str, BaseException | None]:
 
 
 def _probe_triton() -> str:
+    """Why the triton backend cannot run here ('' when it can)."""
     if importlib.util.find_spec("triton") is None:
         return "triton is not installed (pip install triton; it also needs a CUDA device)"
-    if not _cuda_available():
+    if not _cuda_available() and os.environ.get("TRITON_INTERPRET", "0") != "1":
         return "triton is installed but it needs a CUDA device and torch sees none"
-    return "the triton HashGrid kernel is not implemented yet; use backend='torch' or 'tcnn'"
+    try:
+        importlib.import_module("reconstruct.head._triton_grid")
+    except Exception as e:  # a triton too old or broken for the kernels
+        return f"triton is installed but the kernels failed to load: {e}"
+    return ""
 
 
 def resolve_backend(backend: str, n_input_dims: int) -> str:
@@ -665,7 +709,10 @@ def resolve_backend(backend: str, n_input_dims: int) -> str:
     if backend == "torch":
         return "torch"
     if backend == "triton":
-        raise BackendUnavailable(f"HashGrid backend 'triton' is unavailable: {_probe_triton()}")
+        why = _probe_triton()
+        if why:
+            raise BackendUnavailable(f"HashGrid backend 'triton' is unavailable: {why}")
+        return "triton"
     if backend == "tcnn":
         if not 2 <= n_input_dims <= 4:
             raise ValueError(f"HashGrid backend 'tcnn' supports 2..4 input dims, got {n_input_dims}")
@@ -703,6 +750,8 @@ class HashGrid(nn.Module):
                                      per_level_scale=per_level_scale, max_resolution=max_resolution,
                                      interpolation=interpolation)
         self.backend = resolve_backend(backend, n_input_dims)
+        if self.backend == "triton":
+            importlib.import_module("reconstruct.head._triton_grid").check_supported(self.config)
         self.check_inputs = True
         device = torch.device("cuda") if self.backend == "tcnn" else None
         self.params = nn.Parameter(torch.empty(self.config.n_params, dtype=torch.float32, device=device))
@@ -783,4 +832,6 @@ class HashGrid(nn.Module):
             if not x.is_cuda:
                 raise ValueError(f"HashGrid backend 'tcnn' needs x on CUDA, got {x.device}")
             return self._tcnn(x.float().contiguous()).float()
+        if self.backend == "triton":
+            return triton_hash_grid_encode(x, self.params, self.config)
         return hash_grid_encode(x, self.params, self.config)
