@@ -62,6 +62,11 @@ def main() -> None:
         r = wm.decode_file(signed)
         assert r.found and r.id == 0x123456789ABC
 
+    def decode_unmarked():
+        # the worst case: no mark, so every candidate, reader and list path is tried
+        r = wm.decode_file(src)
+        assert not r.found
+
     def verify_all():
         from provenance.report import verify
 
@@ -82,6 +87,7 @@ def main() -> None:
         ("c2pa_sign_file", sign, None),
         ("embed_plus_sign", embed_and_sign, 0.5),
         ("watermark_decode_file", decode, 0.3),
+        ("watermark_decode_file_unmarked", decode_unmarked, 0.3),
         ("verify_full", verify_all, None),
     ):
         med, lo, hi = timeit(fn)
