@@ -43,6 +43,15 @@ from the repository root::
         benchmarks/hashgrid_bench.py --threads 1 --jsonl .bench/hashgrid_bench.jsonl
 
 Prints a markdown table; ``--jsonl`` appends one JSON line per (method, N, threads).
+
+On a GPU machine (issue #4's GPU figures: our fused path against our torch path, and tcnn where
+it is built), from the repository root with the machine's own Python (torch + triton)::
+
+    PYTHONPATH=. python3 benchmarks/hashgrid_bench.py --device cuda --backends triton \\
+        --no-nerfstudio --no-reference --sizes 16,18,20 --repeats 20 --warmup 5
+
+(add ``tcnn`` to ``--backends`` where tiny-cuda-nn is installed; without ``--no-nerfstudio`` its
+torch HashEncoding runs on the GPU too when nerfstudio is importable).
 """
 
 from __future__ import annotations
@@ -72,28 +81,36 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _make_encoders(with_reference: bool):
+def _make_encoders(with_reference: bool, device: str = "cpu", extra: tuple[str, ...] = (), with_ns: bool = True):
+    """Encoders by method name. ``extra``: also "triton" (ours, Triton kernels) and "tcnn"
+    (tiny-cuda-nn through our HashGrid), CUDA only; nerfstudio is included when it imports."""
     import torch
-    from nerfstudio.field_components.encodings import HashEncoding
 
     from reconstruct.head.encoding import HashGrid, hash_grid_encode
 
-    ours = HashGrid(3, N_LEVELS, N_FEATURES, LOG2_T, BASE_RES, backend="torch", max_resolution=MAX_RES)
+    ours = HashGrid(3, N_LEVELS, N_FEATURES, LOG2_T, BASE_RES, backend="torch", max_resolution=MAX_RES).to(device)
     ours.check_inputs = False  # the isfinite check is the module's, not the encoding's; skip it
-    ns = HashEncoding(num_levels=N_LEVELS, min_res=BASE_RES, max_res=MAX_RES, log2_hashmap_size=LOG2_T,
-                      features_per_level=N_FEATURES, implementation="torch")
-    assert abs(ours.config.per_level_scale - float(ns.growth_factor)) < 1e-12, "level growth factors differ"
     methods = {"ours": (ours, ours.params)}
     if with_reference:
         methods["ours-autograd"] = (lambda x: hash_grid_encode(x, ours.params, ours.config, fused=False), ours.params)
-    methods["nerfstudio"] = (ns, ns.hash_table)
-    notes = {
-        "ours_scales": [round(s, 4) for s in ours.level_scales],
-        "nerfstudio_scales": [float(s) for s in ns.scalings],
-        "ours_rows": ours.config.level_offsets[-1],
-        "nerfstudio_rows": int(ns.hash_table.shape[0]),
-        "per_level_scale": ours.config.per_level_scale,
-    }
+    for backend in extra:
+        enc = HashGrid(3, N_LEVELS, N_FEATURES, LOG2_T, BASE_RES, backend=backend, max_resolution=MAX_RES).to(device)
+        enc.check_inputs = False
+        methods[f"ours-{backend}"] = (enc, enc.params)
+    notes = {"ours_scales": [round(s, 4) for s in ours.level_scales], "ours_rows": ours.config.level_offsets[-1],
+             "per_level_scale": ours.config.per_level_scale}
+    HashEncoding = None
+    if with_ns:
+        try:
+            from nerfstudio.field_components.encodings import HashEncoding
+        except ImportError:
+            pass
+    if HashEncoding is not None:
+        ns = HashEncoding(num_levels=N_LEVELS, min_res=BASE_RES, max_res=MAX_RES, log2_hashmap_size=LOG2_T,
+                          features_per_level=N_FEATURES, implementation="torch").to(device)
+        assert abs(ours.config.per_level_scale - float(ns.growth_factor)) < 1e-12, "level growth factors differ"
+        methods["nerfstudio"] = (ns, ns.hash_table)
+        notes.update(nerfstudio_scales=[float(s) for s in ns.scalings], nerfstudio_rows=int(ns.hash_table.shape[0]))
     torch.set_grad_enabled(True)
     return methods, notes
 
@@ -101,14 +118,18 @@ def _make_encoders(with_reference: bool):
 def _step(encoder, table, x) -> None:
     table.grad = None
     encoder(x).sum().backward()
+    if x.is_cuda:
+        import torch
+        torch.cuda.synchronize()
 
 
-def bench(n_points: int, threads: int, warmup: int, repeats: int, with_reference: bool, seed: int) -> list[dict]:
+def bench(n_points: int, threads: int, warmup: int, repeats: int, with_reference: bool, seed: int,
+          device: str = "cpu", extra: tuple[str, ...] = (), with_ns: bool = True) -> list[dict]:
     import torch
 
     torch.set_num_threads(threads)
-    methods, notes = _make_encoders(with_reference)
-    x = torch.rand(n_points, 3, generator=torch.Generator().manual_seed(seed))
+    methods, notes = _make_encoders(with_reference, device, extra, with_ns)
+    x = torch.rand(n_points, 3, generator=torch.Generator().manual_seed(seed)).to(device)
     for name, (enc, table) in methods.items():
         out = enc(x)
         assert out.shape == (n_points, N_LEVELS * N_FEATURES), (name, tuple(out.shape))
@@ -130,9 +151,13 @@ def bench(n_points: int, threads: int, warmup: int, repeats: int, with_reference
                      "median_s": round(w, 5), "points_per_s": round(n_points / w),
                      "median_cpu_s": round(c, 5), "points_per_cpu_s": round(n_points / c),
                      "wall_s": [round(t, 5) for t in wall[name]], "repeats": repeats, "warmup": warmup})
-    ns_rate = next(r["points_per_s"] for r in rows if r["method"] == "nerfstudio")
-    ns_cpu_rate = next(r["points_per_cpu_s"] for r in rows if r["method"] == "nerfstudio")
+    # ratios against nerfstudio when it ran, else against our torch path
+    peer = "nerfstudio" if "nerfstudio" in methods else "ours"
+    ns_rate = next(r["points_per_s"] for r in rows if r["method"] == peer)
+    ns_cpu_rate = next(r["points_per_cpu_s"] for r in rows if r["method"] == peer)
     for r in rows:
+        r["device"] = device
+        r["ratio_peer"] = peer
         r["vs_nerfstudio"] = round(r["points_per_s"] / ns_rate, 2)
         r["vs_nerfstudio_cpu"] = round(r["points_per_cpu_s"] / ns_cpu_rate, 2)
     rows[0]["notes"] = notes
@@ -148,17 +173,29 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-reference", action="store_true", help="skip ours through plain autograd")
     ap.add_argument("--jsonl", type=Path, default=None, help="append one JSON line per result here")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ap.add_argument("--backends", default="", help="comma list of extra backends of ours, CUDA only: triton,tcnn")
+    ap.add_argument("--no-nerfstudio", action="store_true",
+                    help="run without nerfstudio (GPU machine: ratios are then against our torch path)")
     args = ap.parse_args()
     if args.repeats < 5:
         ap.error("--repeats must be >= 5")
 
-    import nerfstudio  # noqa: F401  (fail early with a clear error outside the bench venv)
+    if not args.no_nerfstudio:
+        import nerfstudio  # noqa: F401  (fail early with a clear error outside the bench venv)
     import torch
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
+
+    def _version(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
 
     env = {"machine": f"{_cpu_name()}, {os.cpu_count()} cpus, {platform.machine()}",
            "date": time.strftime("%Y-%m-%d"), "python": platform.python_version(), "torch": torch.__version__,
-           "nerfstudio": version("nerfstudio"), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+           "nerfstudio": _version("nerfstudio"), "triton": _version("triton"),
+           "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
            "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
     print(f"# hash grid fwd+bwd: {env['machine']}; {env['date']}; Python {env['python']}, torch {env['torch']}, "
           f"nerfstudio {env['nerfstudio']}; OMP_NUM_THREADS={env['omp_num_threads']}, cpus {env['affinity']}",
@@ -166,7 +203,9 @@ def main() -> None:
     results = []
     for threads in (int(t) for t in args.threads.split(",")):
         for lg in (int(s) for s in args.sizes.split(",")):
-            rows = bench(1 << lg, threads, args.warmup, args.repeats, not args.no_reference, args.seed)
+            extra = tuple(b for b in args.backends.split(",") if b)
+            rows = bench(1 << lg, threads, args.warmup, args.repeats, not args.no_reference, args.seed,
+                         args.device, extra, not args.no_nerfstudio)
             for r in rows:
                 r.update({"bench": "hashgrid_fwd_bwd", "config": f"{N_LEVELS}x{N_FEATURES}, T=2^{LOG2_T}, "
                           f"base {BASE_RES}, max_res {MAX_RES}", **env})
@@ -180,8 +219,8 @@ def main() -> None:
                         fh.write(json.dumps(r) + "\n")
 
     print()
-    print("| N points | threads | method | median s (fwd+bwd) | points/s | vs nerfstudio | points/CPU-s "
-          "| vs nerfstudio (CPU) |")
+    print(f"| N points | threads | method | median s (fwd+bwd) | points/s | vs {results[0]['ratio_peer']} "
+          f"| points/CPU-s | vs {results[0]['ratio_peer']} (CPU) |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| 2^{r['n_points'].bit_length() - 1} | {r['threads']} | {r['method']} | {r['median_s']:.3f} | "
@@ -190,9 +229,11 @@ def main() -> None:
     notes = results[0]["notes"]
     print()
     print(f"Level scales, ours (x * s + 0.5): {notes['ours_scales']}")
-    print(f"Level scales, nerfstudio (x * s): {notes['nerfstudio_scales']}")
-    print(f"Table rows: ours {notes['ours_rows']:,} (coarse levels dense), nerfstudio {notes['nerfstudio_rows']:,} "
-          f"(every level hashed); per-level scale {notes['per_level_scale']:.9f} for both.")
+    if "nerfstudio_scales" in notes:
+        print(f"Level scales, nerfstudio (x * s): {notes['nerfstudio_scales']}")
+        print(f"Table rows: ours {notes['ours_rows']:,} (coarse levels dense), nerfstudio "
+              f"{notes['nerfstudio_rows']:,} (every level hashed); per-level scale "
+              f"{notes['per_level_scale']:.9f} for both.")
 
 
 if __name__ == "__main__":
