@@ -201,7 +201,7 @@ def cmd_body_train(args) -> int:
 
     cfg = TrainConfig(model=args.model, steps=args.steps, batch=args.batch, lr=args.lr,
                       image_size=args.image_size, seed=args.seed, threads=args.threads,
-                      init=args.init)
+                      init=args.init, z_frequencies=args.z_frequencies)
     print(json.dumps(train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)))
     return 0
 
@@ -374,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--image-size", type=int, default=None)
     bt.add_argument("--threads", type=int, default=None)
     bt.add_argument("--init", metavar="WEIGHTS", help="start from these weights (fine-tune / continue)")
+    bt.add_argument("--z-frequencies", type=int, default=None, metavar="K",
+                    help="Fourier bands of the depth input (default: the model config's, 0 = plain z)")
     bt.add_argument("--seed", type=int, default=0)
     bt.add_argument("--quiet", action="store_true")
     bt.set_defaults(func=cmd_body_train)

@@ -58,6 +58,10 @@ class PIFuConfig:
     """Hidden widths of the colour MLP (input hg_channels + tex_channels + 1, output 3)."""
     image_size: int = 512
     """Input image side the model is trained at."""
+    z_frequencies: int = 0
+    """Fourier bands of the depth fed to the MLPs: 0 gives PIFu's plain ``z``; K > 0 adds
+    ``sin(2^k pi z), cos(2^k pi z)`` for k < K (as NeRF's positional encoding), so a small MLP can
+    resolve the surface's depth to a few cm."""
 
     @staticmethod
     def paper() -> "PIFuConfig":
@@ -233,11 +237,21 @@ class PIFu(nn.Module):
         self.cfg = cfg or PIFuConfig()
         c = self.cfg.hg_channels
         self.encoder = HourglassEncoder(self.cfg)
-        self.occ_mlp = SkipMLP(c + 1, self.cfg.mlp, 1)
+        nz = 1 + 2 * self.cfg.z_frequencies
+        self.occ_mlp = SkipMLP(c + nz, self.cfg.mlp, 1)
         self.with_colour = with_colour
         if with_colour:
             self.colour_encoder = ColourEncoder(self.cfg)
-            self.colour_mlp = SkipMLP(c + self.cfg.tex_channels + 1, self.cfg.tex_mlp, 3)
+            self.colour_mlp = SkipMLP(c + self.cfg.tex_channels + nz, self.cfg.tex_mlp, 3)
+
+    def z_features(self, zf: torch.Tensor) -> torch.Tensor:
+        """(B*V, 1, N) depth -> (B*V, 1 + 2K, N): z, then its sines and cosines (K = z_frequencies)."""
+        k = self.cfg.z_frequencies
+        if not k:
+            return zf
+        freq = (2.0 ** torch.arange(k, dtype=zf.dtype, device=zf.device) * torch.pi).view(1, k, 1)
+        a = zf * freq
+        return torch.cat([zf, torch.sin(a), torch.cos(a)], 1)
 
     @staticmethod
     def _check(img: torch.Tensor, uv: torch.Tensor, z: torch.Tensor) -> None:
@@ -259,7 +273,7 @@ class PIFu(nn.Module):
         """Occupancy from encoded features. uv (B, V, N, 2), z (B, V, N, 1) -> list of (B, N)
         (one per stack, or only the last with ``stacks='last'``)."""
         b, v, n = uv.shape[:3]
-        uvf, zf = uv.reshape(b * v, n, 2), z.reshape(b * v, n, 1).transpose(1, 2)
+        uvf, zf = uv.reshape(b * v, n, 2), self.z_features(z.reshape(b * v, n, 1).transpose(1, 2))
         use = feats if stacks == "all" else feats[-1:]
         out = []
         for f in use:
@@ -284,7 +298,7 @@ class PIFu(nn.Module):
             feats = self.encode(img)
         if cfeat is None:
             cfeat = self.colour_encoder(img.reshape(b * v, *img.shape[2:]))
-        uvf, zf = uv.reshape(b * v, n, 2), z.reshape(b * v, n, 1).transpose(1, 2)
+        uvf, zf = uv.reshape(b * v, n, 2), self.z_features(z.reshape(b * v, n, 1).transpose(1, 2))
         x = torch.cat([sample_features(feats[-1].detach(), uvf), sample_features(cfeat, uvf), zf], 1)
         return torch.sigmoid(self.colour_mlp(x, v)).transpose(1, 2)
 

@@ -60,6 +60,8 @@ class TrainConfig:
     """torch intra-op threads (default: torch's choice)."""
     init: str | None = None
     """Start from these weights (a model.safetensors of the same config) instead of random."""
+    z_frequencies: int | None = None
+    """Override the model config's ``z_frequencies`` (Fourier bands of the depth input)."""
 
 
 VIEW_MIX = (1, 1, 1, 2, 3, 4)
@@ -152,6 +154,8 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
     mcfg = PIFuConfig.named(cfg.model)
     size = cfg.image_size or mcfg.image_size
     mcfg.image_size = size
+    if cfg.z_frequencies is not None:
+        mcfg.z_frequencies = int(cfg.z_frequencies)
     ds = BodyDataset(data, "train", image_size=size)
     val = BodyDataset(data, "val", image_size=size)
     if len(ds) == 0:

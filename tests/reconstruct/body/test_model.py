@@ -100,3 +100,26 @@ def test_configs_round_trip_and_paper_sizes():
         PIFuConfig.from_dict({"schema": "other"})
     with pytest.raises(ValueError, match="unknown PIFu config"):
         PIFuConfig.named("huge")
+
+
+def test_z_fourier_features():
+    import dataclasses
+    import math
+
+    cfg = dataclasses.replace(TINY, z_frequencies=3)
+    m = PIFu(cfg)
+    assert PIFuConfig.from_dict(cfg.to_dict()) == cfg
+    assert m.occ_mlp.layers[0].in_channels == cfg.hg_channels + 7
+    assert m.colour_mlp.layers[0].in_channels == cfg.hg_channels + cfg.tex_channels + 7
+    z = torch.tensor([[[0.25, -0.5]]])  # (B*V, 1, N)
+    f = m.z_features(z)
+    assert f.shape == (1, 7, 2)
+    assert torch.allclose(f[0, :, 0], torch.tensor([0.25, math.sin(math.pi / 4), math.sin(math.pi / 2),
+                                                   math.sin(math.pi), math.cos(math.pi / 4),
+                                                   math.cos(math.pi / 2), math.cos(math.pi)]), atol=1e-6)
+    img, uv, zz = _inputs()
+    loss = sum(o.mean() for o in m(img, uv, zz)) + m.colour(img, uv, zz).mean()
+    loss.backward()
+    assert all(p.grad is not None for p in m.occ_mlp.parameters())
+    # without bands the input is PIFu's plain z
+    assert PIFu(TINY).z_features(z) is z
