@@ -250,7 +250,8 @@ def cmd_head_train(args) -> int:
     from studio.pipelines.head import train_avatar
 
     res = train_avatar(Path(args.capture), Path(args.out), steps=args.steps, minutes=args.minutes,
-                       threads=args.threads, seed=args.seed, batch_rays=args.batch_rays, progress=not args.quiet)
+                       threads=args.threads, seed=args.seed, batch_rays=args.batch_rays, progress=not args.quiet,
+                       device=args.device, backend=args.backend)
     print(json.dumps(res))
     return 0
 
@@ -259,7 +260,7 @@ def cmd_head_eval(args) -> int:
     from studio.pipelines.head import evaluate_avatar
 
     print(json.dumps(evaluate_avatar(Path(args.checkpoint), Path(args.capture), split=args.split,
-                                     max_frames=args.max_frames, threads=args.threads)))
+                                     max_frames=args.max_frames, threads=args.threads, device=args.device)))
     return 0
 
 
@@ -415,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     ht.add_argument("--batch-rays", type=int, default=None, help="rays per step (default 2048)")
     ht.add_argument("--threads", type=int, default=None, help="torch threads")
     ht.add_argument("--seed", type=int, default=0)
+    ht.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto (CUDA when present)")
+    ht.add_argument("--backend", choices=["auto", "torch", "tcnn", "triton"], default="auto",
+                    help="hash grid backend (tcnn and triton need CUDA)")
     ht.add_argument("--quiet", action="store_true", help="no progress bar")
     ht.set_defaults(func=cmd_head_train)
     he = hsub.add_parser("eval", help="PSNR / SSIM on held-out views and expressions, as JSON")
@@ -424,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="test: held-out views and held-out expressions")
     he.add_argument("--max-frames", type=int, default=None, help="frames per split at most (spread evenly)")
     he.add_argument("--threads", type=int, default=None)
+    he.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     he.set_defaults(func=cmd_head_eval)
     hr = hsub.add_parser("render", help="render the avatar (orbit MP4 or still PNG), signed and watermarked")
     hr.add_argument("checkpoint", help="run folder or model.safetensors")

@@ -174,18 +174,24 @@ class Capture:
         f = self.frames[i]
         return camera_rays(f.intrinsics, f.transform_matrix, normalize=normalize)
 
-    def expression_matrix(self, names: Sequence[str] | None = None) -> np.ndarray:
-        """(F, E) float32 coefficients in the order of ``names`` (default: ``expression_names``);
-        a name a frame does not give is 0."""
+    def expression_matrix(self, names: Sequence[str] | None = None,
+                          frames: Sequence[int] | None = None) -> np.ndarray:
+        """(F, E) float32 coefficients of ``frames`` (default: all) in the order of ``names``
+        (default: ``expression_names``); a name a frame does not give is 0. A frame giving a
+        non-zero weight to a name outside ``names`` is an error (a zero weight is nothing)."""
         names = list(names if names is not None else (self.expression_names or ()))
-        out = np.zeros((len(self.frames), len(names)), np.float32)
+        idx = list(range(len(self.frames))) if frames is None else [int(i) for i in frames]
+        out = np.zeros((len(idx), len(names)), np.float32)
         col = {n: k for k, n in enumerate(names)}
-        for i, f in enumerate(self.frames):
+        for row, i in enumerate(idx):
+            f = self.frames[i]
             for n, w in (f.expression or {}).items():
                 if n not in col:
+                    if w == 0:
+                        continue
                     raise CaptureError(f"frame {i} ({f.file_path}): expression name {n!r} is not in "
                                        f"the requested names")
-                out[i, col[n]] = w
+                out[row, col[n]] = w
         return out
 
 

@@ -92,7 +92,10 @@ class HeadTrainConfig:
     """Field hyper-parameters; the box, the expression names and the latent count are filled in
     from the capture (box only when left at its default)."""
     backend: str = "auto"
-    """Hash grid backend (``auto``, ``torch``, ``tcnn``)."""
+    """Hash grid backend (``auto``, ``torch``, ``tcnn``, ``triton``)."""
+    device: str = "cpu"
+    """Where the field trains: ``cpu``, ``cuda`` (or ``cuda:N``), or ``auto`` (CUDA when torch sees
+    a GPU). The tcnn and triton backends need CUDA."""
     seed: int = 0
     ckpt_every: int = 500
     """Steps between checkpoints (also written on exit)."""
@@ -244,6 +247,26 @@ def _scene_box(cap, cfg: HeadTrainConfig) -> tuple[tuple[float, ...], tuple[floa
     return tuple(float(v) for v in lo - pad), tuple(float(v) for v in hi + pad)
 
 
+def _train_device(cfg: HeadTrainConfig, torch):
+    """The torch device of ``cfg.device``; a clear ValueError when CUDA is asked for and absent."""
+    name = str(cfg.device)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {cfg.device!r}: torch sees no CUDA device (use device='cpu')")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"device {cfg.device!r} is not a torch device: {e}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {cfg.device!r}: only cpu and cuda are supported")
+    if cfg.backend in ("tcnn", "triton") and dev.type != "cuda":
+        import os
+        if not (cfg.backend == "triton" and os.environ.get("TRITON_INTERPRET", "0") == "1"):
+            raise ValueError(f"the {cfg.backend} hash grid backend trains on CUDA; set device='cuda'")
+    return dev
+
+
 def _lr_factor(step: int, elapsed: float, cfg: HeadTrainConfig) -> float:
     p = step / max(cfg.steps, 1)
     if cfg.max_seconds:
@@ -282,15 +305,17 @@ def train_head(capture_dir: Path | str, out_dir: Path | str, cfg: HeadTrainConfi
     lo, hi = _scene_box(cap, cfg)
     n_lat = len(train_idx) if cfg.field.latent_dim else 0
     fcfg = dataclasses.replace(cfg.field, box_min=lo, box_max=hi, expression_names=names, n_latents=n_lat)
-    data = _RayData(cap, train_idx, cap.expression_matrix(names)[train_idx] if names else
+    data = _RayData(cap, train_idx, cap.expression_matrix(names, train_idx) if names else
                     np.zeros((len(train_idx), 0), np.float32), torch)
     use_mask = data.mask is not None and cfg.mask_weight > 0
 
+    dev = _train_device(cfg, torch)
     torch.manual_seed(cfg.seed)
-    model = HeadField(fcfg, backend=cfg.backend)
-    dev = model.box.device
+    # "auto" would pick tcnn (a CUDA module) whenever it is installed: on the CPU train with torch
+    backend = "torch" if cfg.backend == "auto" and dev.type == "cpu" else cfg.backend
+    model = HeadField(fcfg, backend=backend).to(dev)
     grid = OccupancyGrid(model.box.cpu(), cfg.grid_resolution, threshold=cfg.grid_threshold,
-                         warmup_updates=cfg.grid_warmup_updates, dilate=cfg.grid_dilate)
+                         warmup_updates=cfg.grid_warmup_updates, dilate=cfg.grid_dilate).to(dev)
     hash_params = [model.encoding.params]
     other = [p for n, p in model.named_parameters() if not n.startswith("encoding.")]
     opt = torch.optim.Adam([{"params": hash_params, "lr": cfg.lr, "weight_decay": 0.0},
@@ -302,7 +327,7 @@ def train_head(capture_dir: Path | str, out_dir: Path | str, cfg: HeadTrainConfi
     state_json = out / "state.json"
     cfg_d = cfg.to_dict()
     cfg_cmp = {k: v for k, v in cfg_d.items() if k not in ("threads", "steps", "max_seconds", "ckpt_every",
-                                                           "log_every", "backend")}
+                                                           "log_every", "backend", "device")}
     if state_json.is_file():  # resume
         s = json.loads(state_json.read_text())
         prev = {k: v for k, v in s.get("train_config", {}).items() if k in cfg_cmp}
@@ -310,9 +335,9 @@ def train_head(capture_dir: Path | str, out_dir: Path | str, cfg: HeadTrainConfi
             diff = sorted(k for k in cfg_cmp if prev.get(k) != cfg_cmp[k])
             raise ValueError(f"{out} holds a run with another configuration (differs in {diff}); "
                              f"use a new folder")
-        tensors = st.load_file(str(out / "state.safetensors"))
+        tensors = st.load_file(str(out / "state.safetensors"), device=str(dev))
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        grid = OccupancyGrid.from_state(s["occupancy"], tensors)
+        grid = OccupancyGrid.from_state(s["occupancy"], tensors).to(dev)
         osd = opt.state_dict()
         for pid in s.get("opt_params", []):
             osd["state"][int(pid)] = {"step": torch.tensor(float(s["opt_step"][str(pid)])),
@@ -469,7 +494,7 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
 
 def evaluate_head(ckpt_or_model, capture_dir: Path | str, splits: Sequence[str] = ("test_view", "test_expression"),
                   *, n_train: int = 4, max_frames: int | None = None, chunk: int = 8192,
-                  background: Sequence[float] = (0.0, 0.0, 0.0)) -> dict:
+                  background: Sequence[float] = (0.0, 0.0, 0.0), device: str = "cpu") -> dict:
     """PSNR / SSIM of the avatar against the capture's held-out frames.
 
     ``ckpt_or_model``: a checkpoint path / run folder or a loaded :class:`HeadField`. For each
@@ -478,12 +503,14 @@ def evaluate_head(ckpt_or_model, capture_dir: Path | str, splits: Sequence[str] 
     ``train_psnr`` on ``n_train`` training frames spread over the split (rendered with their own
     latent). ``max_frames`` caps the frames per split (spread evenly). A split without frames
     gives NaN and 0 frames. Expression names the avatar does not know are dropped; those with a
-    non-zero weight are listed under ``ignored_expression_names``.
+    non-zero weight are listed under ``ignored_expression_names``. ``device``: where a checkpoint
+    path is loaded (``cpu`` or ``cuda``); a model passed in renders where it is.
     """
     from .data import load_capture
     from .render import render_image
 
-    model = load_head(ckpt_or_model) if isinstance(ckpt_or_model, (str, Path)) else ckpt_or_model
+    model = (load_head(ckpt_or_model, device=device) if isinstance(ckpt_or_model, (str, Path))
+             else ckpt_or_model)
     cap = load_capture(capture_dir)
     train_idx = cap.indices("train")
 

@@ -129,7 +129,7 @@ def check_expression(expression: Mapping[str, float], known: Sequence[str],
 
 # ------------------------------------------------------------------------------ loading
 
-def load_avatar(path: Path | str):
+def load_avatar(path: Path | str, device: str = "cpu"):
     """:func:`reconstruct.head.train.load_head` with user errors as :class:`InputError`."""
     from reconstruct._deps import MissingExtra
 
@@ -141,8 +141,8 @@ def load_avatar(path: Path | str):
     try:
         from reconstruct.head.train import load_head
 
-        model = load_head(path)
-    except (ValueError, FileNotFoundError, MissingExtra) as e:
+        model = load_head(path, device=device)
+    except (ValueError, FileNotFoundError, MissingExtra, RuntimeError) as e:
         raise InputError(_one_line(e), code="input.checkpoint") from None
     ckpt = path / "model.safetensors" if path.is_dir() else path
     return model, ckpt
@@ -164,7 +164,7 @@ def load_capture_checked(path: Path | str):
 
 def train_avatar(capture: Path, out: Path, *, steps: int = 3000, minutes: float | None = None,
                  threads: int | None = None, seed: int = 0, batch_rays: int | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, device: str = "cpu", backend: str = "auto") -> dict:
     """Train (or resume) a head avatar from ``capture`` into the run folder ``out``."""
     from reconstruct._deps import MissingExtra
 
@@ -186,7 +186,7 @@ def train_avatar(capture: Path, out: Path, *, steps: int = 3000, minutes: float 
         from reconstruct.head.train import HeadTrainConfig, train_head
 
         cfg = HeadTrainConfig(steps=steps, max_seconds=minutes * 60 if minutes else None, threads=threads,
-                              seed=seed)
+                              seed=seed, device=device, backend=backend)
         if batch_rays:
             cfg.batch_rays = batch_rays
         created = not out.exists()
@@ -207,13 +207,18 @@ def _finite_or_none(d: dict) -> dict:
 
 
 def evaluate_avatar(ckpt: Path, capture: Path, *, split: str = "test", max_frames: int | None = None,
-                    threads: int | None = None) -> dict:
+                    threads: int | None = None, device: str = "cpu") -> dict:
     """PSNR / SSIM on the capture's held-out views and expressions (JSON-ready: NaN -> None)."""
     if split not in EVAL_SPLITS:
         raise InputError(f"--split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
     if max_frames is not None and max_frames < 1:
         raise InputError(f"--max-frames must be >= 1, got {max_frames}")
-    model, ckpt_file = load_avatar(ckpt)
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: torch sees no CUDA device")
+    model, ckpt_file = load_avatar(ckpt, device=device)
     cap = load_capture_checked(capture)
     splits = EVAL_SPLITS[split]
     if not any(cap.indices(s) for s in splits):

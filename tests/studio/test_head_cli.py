@@ -300,3 +300,17 @@ def test_train_and_eval_bad_input(capture, bad_ckpts, tmp_path):
     p = run_cli(["head", "eval", bad_ckpts / "pifu.safetensors", capture], home)
     assert_clean_error(p, "not a dhstudio head avatar checkpoint")
     assert p.stdout == ""
+
+
+def test_train_on_a_missing_gpu_is_a_clean_error(capture, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    home = tmp_path / "home"
+    p = run_cli(["head", "train", capture, "-o", tmp_path / "r", "--device", "cuda", "--quiet"], home)
+    assert_clean_error(p, "no CUDA device")
+    assert not (tmp_path / "r").exists()
+    p = run_cli(["head", "train", capture, "-o", tmp_path / "r2", "--backend", "triton", "--quiet"], home)
+    assert_clean_error(p, "triton")
+    assert not (tmp_path / "r2").exists()

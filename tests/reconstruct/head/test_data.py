@@ -79,6 +79,10 @@ def test_round_trip(tmp_path):
     write_transforms(tmp_path / "again.json", cap)
     assert (tmp_path / "again.json").read_bytes() == first
     np.testing.assert_array_equal(cap.expression_matrix(), [[0, 1, 0], [0.25, 1, 0], [0.5, 1, 0]])
+    # a subset of frames and names: frame 0 gives jawOpen 0, which is nothing, not an error
+    np.testing.assert_array_equal(cap.expression_matrix(["eyeBlink_L"], [0]), [[1.0]])
+    with pytest.raises(CaptureError, match="'jawOpen' is not in the requested names"):
+        cap.expression_matrix(["eyeBlink_L"], [1])
 
 
 def test_nerfstudio_keys(tmp_path):
