@@ -79,6 +79,10 @@ class DhstudioDataParser(Nerfstudio):
 
     def _generate_dataparser_outputs(self, split="train"):
         out = super()._generate_dataparser_outputs(split)
+        # nerfstudio samples only the pixels inside a capture's masks, so the background (black in our
+        # captures) would never be trained and the field could put matter in front of it: train on
+        # whole images, as `dhstudio head train` does
+        out.mask_filenames = None
         path = self.config.data
         meta = load_from_json(path if path.suffix == ".json" else path / "transforms.json")
         data_dir = path.parent if path.suffix == ".json" else path
