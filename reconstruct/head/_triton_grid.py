@@ -63,12 +63,9 @@ def _axis(x_ptr, offs, m, d: tl.constexpr, scale, SMOOTH: tl.constexpr):
 
 
 @triton.jit
-def _fwd_kernel(x_ptr, params_ptr, out_ptr, offsets_ptr, scales_ptr, res_ptr, sizes_ptr, hashed_ptr,
-                N, n_out, F: tl.constexpr, SMOOTH: tl.constexpr, BLOCK_N: tl.constexpr):
-    pid = tl.program_id(0)
-    level = tl.program_id(1)
-    offs = pid * BLOCK_N + tl.arange(0, BLOCK_N)
-    m = offs < N
+def _level_cells(x_ptr, offs, m, level, offsets_ptr, scales_ptr, res_ptr, sizes_ptr, hashed_ptr,
+                 SMOOTH: tl.constexpr):
+    """One level's constants and the points' cells, fractions and weights on the three axes."""
     scale = tl.load(scales_ptr + level)
     res = tl.load(res_ptr + level).to(tl.uint64)
     size = tl.load(sizes_ptr + level).to(tl.uint64)
@@ -77,16 +74,35 @@ def _fwd_kernel(x_ptr, params_ptr, out_ptr, offsets_ptr, scales_ptr, res_ptr, si
     c0, f0, w0 = _axis(x_ptr, offs, m, 0, scale, SMOOTH)
     c1, f1, w1 = _axis(x_ptr, offs, m, 1, scale, SMOOTH)
     c2, f2, w2 = _axis(x_ptr, offs, m, 2, scale, SMOOTH)
+    return scale, res, size, hashed, base, c0, c1, c2, f0, f1, f2, w0, w1, w2
+
+
+@triton.jit
+def _corner(k: tl.constexpr, c0, c1, c2, w0, w1, w2, res, size, hashed):
+    """Corner k (bit d of k: +1 along axis d) of the cells: its three axis weights and its row."""
+    b0: tl.constexpr = k & 1
+    b1: tl.constexpr = (k >> 1) & 1
+    b2: tl.constexpr = (k >> 2) & 1
+    wx = w0 if b0 else 1.0 - w0
+    wy = w1 if b1 else 1.0 - w1
+    wz = w2 if b2 else 1.0 - w2
+    row = _index((c0 + b0) & MASK32, (c1 + b1) & MASK32, (c2 + b2) & MASK32, res, size, hashed)
+    return wx, wy, wz, row
+
+
+@triton.jit
+def _fwd_kernel(x_ptr, params_ptr, out_ptr, offsets_ptr, scales_ptr, res_ptr, sizes_ptr, hashed_ptr,
+                N, n_out, F: tl.constexpr, SMOOTH: tl.constexpr, BLOCK_N: tl.constexpr):
+    pid = tl.program_id(0)
+    level = tl.program_id(1)
+    offs = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+    m = offs < N
+    scale, res, size, hashed, base, c0, c1, c2, f0, f1, f2, w0, w1, w2 = _level_cells(
+        x_ptr, offs, m, level, offsets_ptr, scales_ptr, res_ptr, sizes_ptr, hashed_ptr, SMOOTH)
     fi = tl.arange(0, F)
     acc = tl.zeros([BLOCK_N, F], dtype=tl.float32)
     for k in tl.static_range(8):
-        b0: tl.constexpr = k & 1
-        b1: tl.constexpr = (k >> 1) & 1
-        b2: tl.constexpr = (k >> 2) & 1
-        wx = w0 if b0 else 1.0 - w0
-        wy = w1 if b1 else 1.0 - w1
-        wz = w2 if b2 else 1.0 - w2
-        row = _index((c0 + b0) & MASK32, (c1 + b1) & MASK32, (c2 + b2) & MASK32, res, size, hashed)
+        wx, wy, wz, row = _corner(k, c0, c1, c2, w0, w1, w2, res, size, hashed)
         ptr = params_ptr + (base + row)[:, None] * F + fi[None, :]
         vals = tl.load(ptr, mask=m[:, None], other=0.0)
         acc += (wx * wy * wz)[:, None] * vals
@@ -106,39 +122,25 @@ def _bwd_kernel(x_ptr, params_ptr, grad_out_ptr, grad_params_ptr, grad_x_ptr, of
     gx1 = tl.zeros([BLOCK_N], dtype=tl.float32)
     gx2 = tl.zeros([BLOCK_N], dtype=tl.float32)
     for level in range(n_levels):
-        scale = tl.load(scales_ptr + level)
-        res = tl.load(res_ptr + level).to(tl.uint64)
-        size = tl.load(sizes_ptr + level).to(tl.uint64)
-        hashed = tl.load(hashed_ptr + level)
-        base = tl.load(offsets_ptr + level)
-        c0, f0, w0 = _axis(x_ptr, offs, m, 0, scale, SMOOTH)
-        c1, f1, w1 = _axis(x_ptr, offs, m, 1, scale, SMOOTH)
-        c2, f2, w2 = _axis(x_ptr, offs, m, 2, scale, SMOOTH)
+        scale, res, size, hashed, base, c0, c1, c2, f0, f1, f2, w0, w1, w2 = _level_cells(
+            x_ptr, offs, m, level, offsets_ptr, scales_ptr, res_ptr, sizes_ptr, hashed_ptr, SMOOTH)
         g = tl.load(grad_out_ptr + offs[:, None].to(tl.int64) * n_out + level * F + fi[None, :],
                     mask=m[:, None], other=0.0)  # (BLOCK, F)
         d0 = tl.zeros([BLOCK_N], dtype=tl.float32)
         d1 = tl.zeros([BLOCK_N], dtype=tl.float32)
         d2 = tl.zeros([BLOCK_N], dtype=tl.float32)
         for k in tl.static_range(8):
-            b0: tl.constexpr = k & 1
-            b1: tl.constexpr = (k >> 1) & 1
-            b2: tl.constexpr = (k >> 2) & 1
-            wx = w0 if b0 else 1.0 - w0
-            wy = w1 if b1 else 1.0 - w1
-            wz = w2 if b2 else 1.0 - w2
-            row = _index((c0 + b0) & MASK32, (c1 + b1) & MASK32, (c2 + b2) & MASK32, res, size, hashed)
+            wx, wy, wz, row = _corner(k, c0, c1, c2, w0, w1, w2, res, size, hashed)
             off = (base + row)[:, None] * F + fi[None, :]
             if NEED_P:
                 tl.atomic_add(grad_params_ptr + off, (wx * wy * wz)[:, None] * g, mask=m[:, None])
             if NEED_X:
                 vals = tl.load(params_ptr + off, mask=m[:, None], other=0.0)
                 s = tl.sum(vals * g, axis=1)  # dL/d(corner weight)
-                sx = 1.0 if b0 else -1.0
-                sy = 1.0 if b1 else -1.0
-                sz = 1.0 if b2 else -1.0
-                d0 += s * sx * wy * wz
-                d1 += s * sy * wx * wz
-                d2 += s * sz * wx * wy
+                # d(wx wy wz)/d w0 = +-wy wz (+ for the upper corner along x), and so on
+                d0 += s * (1.0 if (k & 1) else -1.0) * wy * wz
+                d1 += s * (1.0 if ((k >> 1) & 1) else -1.0) * wx * wz
+                d2 += s * (1.0 if ((k >> 2) & 1) else -1.0) * wx * wy
         if NEED_X:
             if SMOOTH:
                 d0 = d0 * (6.0 * f0 * (1.0 - f0))
