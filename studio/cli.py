@@ -201,7 +201,8 @@ def cmd_body_train(args) -> int:
 
     cfg = TrainConfig(model=args.model, steps=args.steps, batch=args.batch, lr=args.lr,
                       image_size=args.image_size, seed=args.seed, threads=args.threads,
-                      init=args.init, z_frequencies=args.z_frequencies)
+                      init=args.init, z_frequencies=args.z_frequencies, cone_balance=args.cone_balance,
+                      hull_fraction=args.hull_fraction)
     print(json.dumps(train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)))
     return 0
 
@@ -377,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--init", metavar="WEIGHTS", help="start from these weights (fine-tune / continue)")
     bt.add_argument("--z-frequencies", type=int, default=None, metavar="K",
                     help="Fourier bands of the depth input (default: the model config's, 0 = plain z)")
+    bt.add_argument("--cone-balance", action="store_true",
+                    help="balance inside/outside among the points inside the view's silhouette")
+    bt.add_argument("--hull-fraction", type=float, default=0.0, metavar="F",
+                    help="share of points carved out by the other views' silhouettes (labelled empty)")
     bt.add_argument("--seed", type=int, default=0)
     bt.add_argument("--quiet", action="store_true")
     bt.set_defaults(func=cmd_body_train)

@@ -336,6 +336,71 @@ def _empty_space(samples: dict, camera, n: int, rng: np.random.Generator, mask: 
     return np.concatenate([out_r[:n_ray], out_u[:n - n_ray]]).astype(np.float32)
 
 
+def _hull_carved(samples: dict, camera, mask: np.ndarray, others: list, n: int, rng: np.random.Generator,
+                 margin: float = 0.03) -> np.ndarray:
+    """Up to ``n`` points (world, float32) on the rays of ``camera``'s silhouette pixels, inside the
+    body's box, that fall outside the silhouette of at least one of the ``others`` views
+    (``(mask, camera)`` pairs, masks dilated by the caller): outside the visual hull, so certainly
+    empty. They cover the space just in front of and behind the body inside its silhouette, which
+    the near-surface samples barely reach and the empty-space ones (outside the body's box) not at
+    all.
+    """
+    inside = samples["occ_points"][samples["occ_labels"] > 0]
+    lo_b, hi_b = inside.min(0) - margin, inside.max(0) + margin
+    ys, xs = np.nonzero(mask)
+    if not len(xs) or not others or n <= 0:
+        return np.zeros((0, 3), np.float32)
+    corners = np.array([[x, y, z] for x in (lo_b[0], hi_b[0]) for y in (lo_b[1], hi_b[1]) for z in (lo_b[2], hi_b[2])])
+    zc = camera.to_camera(corners)[:, 2]
+    out = np.zeros((0, 3))
+    for _ in range(8):
+        k = rng.integers(len(xs), size=4 * n)
+        u, v = xs[k] + rng.random(len(k)), ys[k] + rng.random(len(k))
+        pc = np.stack([(u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy,
+                       zc.min() + (zc.max() - zc.min()) * rng.random(len(k))], 1)
+        pw = (pc - camera.t) @ camera.R
+        pw = pw[np.all((pw >= lo_b) & (pw <= hi_b), axis=1)]
+        carved = np.zeros(len(pw), bool)
+        for m, cam in others:
+            uv, _ = cam.project(pw)
+            h, w = m.shape
+            px = np.floor(uv).astype(np.int64)
+            ok = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
+            hit = np.zeros(len(pw), bool)
+            hit[ok] = m[px[ok, 1], px[ok, 0]]
+            carved |= ~hit
+        out = np.concatenate([out, pw[carved]])
+        if len(out) >= n:
+            break
+    return out[:n].astype(np.float32)
+
+
+def _cone_balanced(points: np.ndarray, labels: np.ndarray, mask: np.ndarray, camera, n: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n`` occupancy samples with as many inside as outside points among those that
+    project into the view's silhouette (the cone where the depth has to be read from the image).
+
+    The stored samples are balanced overall, but every inside point projects into the silhouette
+    while many outside ones project beside it, where the silhouette alone answers; inside the
+    cone about two thirds are inside, which teaches a network that sees only the silhouette to
+    fill the cone with a slab far deeper than the body. Drawn from 2n candidates: equal numbers of
+    inside and outside in-cone points, the rest from outside the cone.
+    """
+    cand = rng.choice(len(points), size=2 * n, replace=len(points) < 2 * n)
+    uv, _ = camera.project(points[cand])
+    h, w = mask.shape
+    px = np.clip(np.floor(uv).astype(np.int64), 0, [w - 1, h - 1])
+    cone = mask[px[:, 1], px[:, 0]]
+    inside = labels[cand] > 0.5
+    a, b, c = cand[cone & inside], cand[cone & ~inside], cand[~cone]
+    k = min(len(a), len(b), n // 2)
+    rest = np.concatenate([c, a[k:], b[k:]])[: n - 2 * k]
+    out = np.concatenate([a[:k], b[:k], rest])
+    if len(out) < n:  # too few candidates of every kind: top up at random
+        out = np.concatenate([out, rng.choice(len(points), size=n - len(out))])
+    return out
+
+
 class BodyDataset:
     """Training items from a dataset folder (torch-free; the trainer makes tensors).
 
@@ -357,7 +422,7 @@ class BodyDataset:
         self.root, self.split = root, split
         self.ids = sorted(s for s, m in self.manifest["subjects"].items() if m["split"] == split)
         self.image_size = image_size
-        self._cache: dict[str, dict] = {}
+        self._cache: dict = {}  # subject id -> subject; ('masks', id) -> its views' masks
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -392,8 +457,22 @@ class BodyDataset:
         img = np.where(mask[..., None], rgba[..., :3] / 255.0, 0.5).astype(np.float32)
         return img, mask, cam
 
+    def masks(self, sid: str, dilate: int = 2) -> list:
+        """(silhouette dilated by ``dilate`` px, Camera) of every view of ``sid``, cached."""
+        key = ("masks", sid)
+        if key not in self._cache:
+            from scipy import ndimage
+
+            out = []
+            for k in range(len(self.subject(sid)["meta"]["views"])):
+                _, m, cam = self.view(sid, k)
+                out.append((ndimage.binary_dilation(m, iterations=dilate) if dilate else m, cam))
+            self._cache[key] = out
+        return self._cache[key]
+
     def item(self, i: int, rng: np.random.Generator, *, n_views: int = 1, n_points: int = 5000,
-             n_colour: int = 2000, empty_fraction: float = EMPTY_FRACTION) -> dict:
+             n_colour: int = 2000, empty_fraction: float = EMPTY_FRACTION, cone_balance: bool = False,
+             hull_fraction: float = 0.0) -> dict:
         sid = self.ids[i % len(self.ids)]
         sub = self.subject(sid)
         nv = len(sub["meta"]["views"])
@@ -402,8 +481,16 @@ class BodyDataset:
         views = [self.view(sid, int(k)) for k in ks]
         n_empty = int(round(n_points * empty_fraction))
         empty = _empty_space(s, views[0][2], n_empty, rng, views[0][1]) if n_empty else np.zeros((0, 3), np.float32)
+        carved = np.zeros((0, 3), np.float32)
+        if hull_fraction > 0:
+            others = [mc for j, mc in enumerate(self.masks(sid)) if j != int(ks[0])]
+            carved = _hull_carved(s, views[0][2], views[0][1], others, int(round(n_points * hull_fraction)), rng)
+            empty = np.concatenate([empty, carved])
         n_occ = n_points - len(empty)
-        pi = rng.choice(len(s["occ_points"]), size=n_occ, replace=len(s["occ_points"]) < n_occ)
+        if cone_balance:
+            pi = _cone_balanced(s["occ_points"], s["occ_labels"], views[0][1], views[0][2], n_occ, rng)
+        else:
+            pi = rng.choice(len(s["occ_points"]), size=n_occ, replace=len(s["occ_points"]) < n_occ)
         ci = rng.choice(len(s["col_points"]), size=n_colour, replace=len(s["col_points"]) < n_colour)
         pts = np.concatenate([s["occ_points"][pi], empty]).astype(np.float32)
         labels = np.concatenate([s["occ_labels"][pi].astype(np.float32), np.zeros(len(empty), np.float32)])

@@ -62,6 +62,12 @@ class TrainConfig:
     """Start from these weights (a model.safetensors of the same config) instead of random."""
     z_frequencies: int | None = None
     """Override the model config's ``z_frequencies`` (Fourier bands of the depth input)."""
+    cone_balance: bool = False
+    """Balance inside/outside among the occupancy points inside the first view's silhouette
+    (``data._cone_balanced``); False: the stored samples as drawn."""
+    hull_fraction: float = 0.0
+    """Share of each item's points drawn on the first view's silhouette rays outside the visual
+    hull of the subject's other views (``data._hull_carved``), labelled empty."""
 
 
 VIEW_MIX = (1, 1, 1, 2, 3, 4)
@@ -113,7 +119,8 @@ def load_model(path: Path, device: str = "cpu"):
 
 
 def _batch(ds, idx, rng, n_views, cfg: TrainConfig, torch):
-    items = [ds.item(int(i), rng, n_views=n_views, n_points=cfg.n_points, n_colour=cfg.n_colour) for i in idx]
+    items = [ds.item(int(i), rng, n_views=n_views, n_points=cfg.n_points, n_colour=cfg.n_colour,
+                     cone_balance=cfg.cone_balance, hull_fraction=cfg.hull_fraction) for i in idx]
 
     def st(k):
         return torch.from_numpy(np.stack([it[k] for it in items]))

@@ -103,6 +103,60 @@ def test_items_teach_the_empty_part_of_the_box(tiny_dataset):
     assert abs(it0["labels"].mean() - 0.5) < 0.1
 
 
+def test_hull_carved_points_are_certainly_empty(tiny_dataset):
+    """Points carved by the other views' silhouettes: on the first view's silhouette rays, inside
+    the body's box, outside the mesh."""
+    from reconstruct.body.data import _hull_carved
+
+    ds = BodyDataset(tiny_dataset, "train")
+    sid = ds.ids[0]
+    sub = ds.subject(sid)
+    _, mask, cam = ds.view(sid, 0)
+    others = [mc for j, mc in enumerate(ds.masks(sid)) if j != 0]
+    pw = _hull_carved(sub["samples"], cam, mask, others, 300, np.random.default_rng(0))
+    assert len(pw) == 300
+    mesh = trimesh.load(sub["dir"] / "mesh.ply", force="mesh", process=False)
+    o3d = require("open3d")
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)),
+                        o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
+    assert mesh.is_watertight
+    assert not (scene.compute_occupancy(o3d.core.Tensor(pw)).numpy() > 0.5).any()
+    uv, _ = cam.project(pw)
+    px = np.clip(np.floor(uv).astype(int), 0, 63)
+    assert mask[px[:, 1], px[:, 0]].all()
+    inside = sub["samples"]["occ_points"][sub["samples"]["occ_labels"] > 0]
+    assert np.all(pw >= inside.min(0) - 0.031) and np.all(pw <= inside.max(0) + 0.031)
+    assert _hull_carved(sub["samples"], cam, mask, [], 10, np.random.default_rng(0)).shape == (0, 3)
+
+
+def test_cone_balanced_items(tiny_dataset):
+    """With cone_balance, the points inside the first view's silhouette are half inside, half
+    outside; hull_fraction appends that many carved (empty) points; sizes stay fixed."""
+    ds = BodyDataset(tiny_dataset, "train")
+    fracs = {}
+    for cb in (False, True):
+        rng = np.random.default_rng(3)
+        vals = []
+        for i in range(3):
+            it = ds.item(i, rng, n_views=1, n_points=1000, n_colour=10, empty_fraction=0.0, cone_balance=cb)
+            assert it["uv"].shape == (1, 1000, 2) and it["labels"].shape == (1000,)
+            _, mask, _ = ds.view(it["id"], it["views"][0])
+            px = np.clip(((it["uv"][0] + 1) / 2 * 64).astype(int), 0, 63)
+            cone = mask[px[:, 1], px[:, 0]]
+            vals.append(it["labels"][cone].mean())
+        fracs[cb] = float(np.mean(vals))
+    assert abs(fracs[True] - 0.5) < 0.06, fracs
+    assert fracs[False] > fracs[True] + 0.05, fracs
+    it = ds.item(0, np.random.default_rng(4), n_views=2, n_points=800, n_colour=10, cone_balance=True,
+                 hull_fraction=0.125)
+    assert it["uv"].shape == (2, 800, 2)
+    from reconstruct.body.data import EMPTY_FRACTION
+
+    n_e = int(round(800 * EMPTY_FRACTION)) + 100
+    assert np.all(it["labels"][-n_e:] == 0)
+
+
 def test_dataset_resume_and_config_guard(tiny_dataset):
     before = (tiny_dataset / "subjects" / "cap0" / "samples.npz").stat().st_mtime_ns
     build_dataset(tiny_dataset, TINY_CFG, progress=False, source=[(f"cap{i}", capsule_person(i)) for i in range(3)])
