@@ -67,18 +67,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _machine import cpu_name as _cpu_name  # noqa: E402
 
 N_LEVELS, N_FEATURES, LOG2_T, BASE_RES, MAX_RES = 16, 2, 19, 16, 2048
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _make_encoders(with_reference: bool, device: str = "cpu", extra: tuple[str, ...] = (), with_ns: bool = True):

@@ -188,9 +188,10 @@ def informed_amplitudes(inter: np.ndarray, fx: float, fy: float, h: int, w: int,
     r1 = _local_norm(host + np.float32(alpha) * mark)
     sh = soft_bits(read_chips(r0, 0, 0), key) * coded
     g = soft_bits(read_chips(r1, 0, 0), key) * coded - sh
-    use_p = 0.05 < float(safe.mean()) < 0.95
-    shp = soft_bits(read_chips(r0 * safe, 0, 0), key) * coded
-    gp = soft_bits(read_chips(r1 * safe, 0, 0), key) * coded - shp
+    use_p = 0.05 < float(safe.mean()) < 0.95  # an image that is (nearly) all mid-tones or none: one reading
+    if use_p:
+        shp = soft_bits(read_chips(r0 * safe, 0, 0), key) * coded
+        gp = soft_bits(read_chips(r1 * safe, 0, 0), key) * coded - shp
     # chips of each bit that fall inside the image (energy weights)
     inside = np.zeros((CHIPS, CHIPS), dtype=bool)
     inside[: int(np.ceil(nh / UP)), : int(np.ceil(nw / UP))] = True

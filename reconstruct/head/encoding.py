@@ -564,12 +564,19 @@ class HashGridFunction(torch.autograd.Function):
         config = ctx.config
         need_x, need_p = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference graph
-            with torch.enable_grad():
-                out = _encode_reference(x, params, config)
-                inputs = [t for t, need in ((x, need_x), (params, need_p)) if need]
-                grads = iter(torch.autograd.grad(out, inputs, grad_out, create_graph=True))
-            return (next(grads) if need_x else None), (next(grads) if need_p else None), None
+            return (*_reference_grads(x, params, config, grad_out, need_x, need_p), None)
         return (*_backward_fused(x, params, config, grad_out, need_x, need_p), None)
+
+
+def _reference_grads(x: torch.Tensor, params: torch.Tensor, config: HashGridConfig, grad_out: torch.Tensor,
+                     need_x: bool, need_p: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Gradients through the autograd reference with ``create_graph=True`` (double backward of the
+    fused and Triton paths)."""
+    with torch.enable_grad():
+        out = _encode_reference(x, params, config)
+        inputs = [t for t, need in ((x, need_x), (params, need_p)) if need]
+        grads = iter(torch.autograd.grad(out, inputs, grad_out, create_graph=True))
+    return (next(grads) if need_x else None), (next(grads) if need_p else None)
 
 
 def _backward_fused(x: torch.Tensor, params: torch.Tensor, config: HashGridConfig, grad_out: torch.Tensor,
@@ -642,11 +649,7 @@ class TritonHashGridFunction(torch.autograd.Function):
         x, params = ctx.saved_tensors
         need_x, need_p = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if torch.is_grad_enabled():
-            with torch.enable_grad():
-                out = _encode_reference(x, params, ctx.config)
-                inputs = [t for t, need in ((x, need_x), (params, need_p)) if need]
-                grads = iter(torch.autograd.grad(out, inputs, grad_out, create_graph=True))
-            return (next(grads) if need_x else None), (next(grads) if need_p else None), None
+            return (*_reference_grads(x, params, ctx.config, grad_out, need_x, need_p), None)
         return (*_triton_grid.encode_backward(x, params, ctx.config, grad_out, need_x, need_p), None)
 
 

@@ -23,6 +23,7 @@ This module imports nerfstudio: it is only importable where the extra is install
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Tuple, Type
@@ -103,7 +104,7 @@ class DhstudioDataParser(Nerfstudio):
                 if name not in index:
                     raise CaptureError(f"transforms.json frame {i}: unknown expression name {name!r}; "
                                        f"{name_hint(name, names)}")
-                if isinstance(w, bool) or not isinstance(w, (int, float)) or not torch.isfinite(torch.tensor(float(w))):
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
                     raise CaptureError(f"transforms.json frame {i}: expression weight of {name!r} must be a finite number")
                 vec[index[name]] = float(w)
             by_file[self._get_fname(Path(frame["file_path"]), data_dir)] = vec

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -261,7 +262,6 @@ def _train_device(cfg: HeadTrainConfig, torch):
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device {cfg.device!r}: only cpu and cuda are supported")
     if cfg.backend in ("tcnn", "triton") and dev.type != "cuda":
-        import os
         if not (cfg.backend == "triton" and os.environ.get("TRITON_INTERPRET", "0") == "1"):
             raise ValueError(f"the {cfg.backend} hash grid backend trains on CUDA; set device='cuda'")
     return dev
