@@ -31,18 +31,17 @@ Decoding
    around the best peaks;
 3. for at most MAX_ATTEMPTS (scale, shift) candidates, in order of pilot
    correlation z-score: resample the luma on the candidate's grid and read
-   the message with N_READERS readers in turn, (a) high-pass + local-RMS
-   normalisation (_local_norm: flat or dark areas, where the host is quiet,
-   count fully) and (b) the spectrally whitened image (_whiten: for periodic
-   or strongly coloured hosts); each reads the chips with the adjoint of the
-   embedding interpolation, de-spreads and sums them into 258 soft channel
-   bits, and runs a list Viterbi decoder (the LIST_SIZE best paths); the
+   the message with N_READERS readers in turn, (a) negative Laplacian + local-RMS
+   normalisation (_local_norm: flat or dark areas, where the host is quiet, count fully) and
+   (b) the spectrally whitened image (_whiten: for periodic or strongly coloured hosts); each
+   reads the chips with the adjoint of the embedding interpolation, de-spreads and sums them
+   into 258 soft channel bits, and runs a list Viterbi decoder (the LIST_SIZE best paths); the
    first word whose CRC-32 matches is accepted.
 
-Embedding is informed (see informed_amplitudes): the embedder reads its own
-host with reader (a), and also with reader (a) restricted to mid-tones (what a
-brightness or contrast stretch leaves), and sets per-bit amplitudes so that
-every bit gets the same margin under both readings.
+Embedding is informed (see informed_amplitudes): the embedder reads its own host with reader
+(a) and sets per-bit amplitudes that maximise the expected number of correct channel bits at
+equal energy: bits the host already pushes the right way get little, bits it pushes the wrong
+way get more, and on very busy hosts bits that cannot be saved are given up rather than fed.
 
 Decision rule and false-positive bound: the watermark is reported found only
 when a decoded 80-bit word passes the CRC-32 check. For an unmarked image
@@ -60,6 +59,7 @@ import numpy as np
 from PIL import Image
 from scipy import fft as sfft
 from scipy import ndimage
+from scipy.special import ndtr as _ndtr
 
 from . import _ecc
 
@@ -85,7 +85,8 @@ TARGET_PSNR = 42.0
 MASK_FLOOR = 6.0
 A_MIN, A_MAX = 0.4, 3.0
 SUBPIXEL_MIN = 0.15
-SAFE_LO, SAFE_HI = 12.0, 215.0  # mid-tone range of the pessimistic reading (brightness / contrast +20 %)
+SIGMA_INFORMED = 0.25  # perturbation (in median mark gains) the informed embedder plans for
+READ_NORM_SIGMA = 2.0  # working px: local-RMS window of reader (a)
 HP_SIGMA = 2.0  # working px
 NORM_SIGMA = 6.0  # working px
 
@@ -154,75 +155,60 @@ def _working_size(h: int, w: int) -> tuple[int, int, float]:
 
 def informed_amplitudes(inter: np.ndarray, fx: float, fy: float, h: int, w: int, mask_small: np.ndarray,
                         coded: np.ndarray, key: bytes, rel_rms: float) -> np.ndarray:
-    """Per-channel-bit amplitudes (mean square 1 over the bits' chips) that cancel host interference.
+    """Per-channel-bit amplitudes (mean square 1 over the bits' chips) that work with the host.
 
     Works in the decoder's own domain (working grid, reader _local_norm): measures for each channel
-    bit the host's contribution h_k (unmarked image) and the gain g_k of the mark, then gives each
-    bit the smallest amplitude a_k in [A_MIN, A_MAX] with c_k h_k + g_k a_k >= T * median(g),
-    choosing the margin T by bisection so that the total energy equals that of uniform amplitudes
-    (water filling). Bits that the host already pushes the right way get little, bits it pushes
-    the wrong way get more.
-
-    The same constraint is imposed on a second, pessimistic reading that keeps only mid-tone areas
-    (luma in [SAFE_LO, SAFE_HI] over a 5 px neighbourhood): near-black and near-white areas carry
-    a clean mark (the host is flat there) that a brightness or contrast stretch clips away, so
-    without it the embedder would lean on them and leave the rest of the image weak.
+    bit k the host's contribution h_k (unmarked image) and the gain g_k of the mark at amplitude 1
+    (the reading is close to linear in the amplitudes). For a margin T (in units of the median
+    gain) bit k needs a_k = max(A_MIN, (T * median(g) - h_k) / g_k); bits that would need more
+    than A_MAX are given up (left at A_MIN) and the others are granted cheapest first until the
+    energy of uniform amplitudes is spent; whatever energy is left over scales everything up
+    (embed_delta normalises the RMS). Among margins T in [0, 4], the one kept maximises the
+    expected number of correct channel bits, sum_k Phi(reading_k / (SIGMA_INFORMED * median(g))),
+    i.e. under a Gaussian perturbation of the reading (attacks, rounding) of that size. On quiet
+    hosts every bit is granted and T is as large as the budget allows; on busy ones (host
+    interference several times the mark) this keeps most bits right with a margin instead of
+    spreading the energy over bits that cannot be saved.
     """
     lay = layout(key)
-    nh, nw, unit = _working_size(h, w)
-    host = working_image(inter, fx, fy, float(max(h, w)), 1.0)
-    nh, nw = host.shape
-    mask_w = _resize_f(mask_small, (nw, nh), box=(0.0, 0.0, nw * unit / fx, nh * unit / fy))
+    long_edge = float(max(h, w))
+    ih, iw = inter.shape
     chips1 = lay.pn.copy()
     chips1[lay.is_msg] *= coded[lay.bit_of[lay.is_msg]]
-    up = _resize_f(chips1.reshape(CHIPS, CHIPS), (WORK, WORK), box=(0.0, 0.0, float(CHIPS), float(CHIPS)))
-    mark = up[:nh, :nw] * mask_w
-    # amplitude in working-image units giving the target RMS at full resolution
-    alpha = rel_rms / max(float(np.sqrt(np.mean(mark * mark))), 1e-9)
-    # two readings: the decoder's own, and a pessimistic one that keeps only mid-tones (what survives
-    # a brightness / contrast stretch that clips the tails)
-    lo_w = ndimage.minimum_filter(host, 5, mode="nearest")
-    hi_w = ndimage.maximum_filter(host, 5, mode="nearest")
-    safe = (np.clip((lo_w - SAFE_LO) / 12.0, 0.0, 1.0) * np.clip((SAFE_HI - hi_w) / 12.0, 0.0, 1.0)).astype(np.float32)
-    r0 = _local_norm(host)
-    r1 = _local_norm(host + np.float32(alpha) * mark)
+    mark = upsample_chips(chips1.reshape(CHIPS, CHIPS), ih, iw) * mask_small
+    # amplitude in intermediate-image units giving the target RMS at full resolution
+    alpha = np.float32(rel_rms / max(float(np.sqrt(np.mean(mark * mark))), 1e-9))
+    r0 = _local_norm(working_image(inter, fx, fy, long_edge, 1.0))
+    r1 = _local_norm(working_image(inter + alpha * mark, fx, fy, long_edge, 1.0))
     sh = soft_bits(read_chips(r0, 0, 0), key) * coded
     g = soft_bits(read_chips(r1, 0, 0), key) * coded - sh
-    use_p = 0.05 < float(safe.mean()) < 0.95  # an image that is (nearly) all mid-tones or none: one reading
-    if use_p:
-        shp = soft_bits(read_chips(r0 * safe, 0, 0), key) * coded
-        gp = soft_bits(read_chips(r1 * safe, 0, 0), key) * coded - shp
-    # chips of each bit that fall inside the image (energy weights)
+    nh, nw = r0.shape
     inside = np.zeros((CHIPS, CHIPS), dtype=bool)
     inside[: int(np.ceil(nh / UP)), : int(np.ceil(nw / UP))] = True
     n_k = np.bincount(lay.bit_of[lay.is_msg & inside.reshape(-1)], minlength=coded.size).astype(np.float64)
     gmax = max(float(np.max(np.abs(g))), 1e-12)
     ok = (g > 1e-6 * gmax) & (n_k > 0)
-    if use_p and int(np.sum(ok & (gp > 1e-6 * gmax))) >= coded.size // 2:
-        ok &= gp > 1e-6 * gmax
-    else:
-        use_p = False
     amp = np.ones(coded.size)
     if ok.sum() < coded.size // 4:
         return amp
-    budget = float(np.sum(n_k[ok]))
-    gm = float(np.median(g[ok]))
-    gpm = float(np.median(gp[ok])) if use_p else 1.0
-
-    def amps(T):
-        a = (T * gm - sh[ok]) / g[ok]
-        if use_p:
-            a = np.maximum(a, (T * gpm - shp[ok]) / gp[ok])
-        return np.clip(a, A_MIN, A_MAX)
-
-    lo, hi = -1e3, 1e3  # margin in units of the median gain
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if float(np.sum(n_k[ok] * amps(mid) ** 2)) > budget:
-            hi = mid
-        else:
-            lo = mid
-    amp[ok] = amps(lo)
+    nk, hk, gk = n_k[ok], sh[ok], g[ok]
+    budget = float(np.sum(nk))  # energy of uniform amplitudes
+    room = budget - budget * A_MIN * A_MIN  # what is left once every bit has A_MIN
+    gm = float(np.median(gk))
+    best_j, best_a = -np.inf, None
+    for T in np.linspace(0.0, 4.0, 81):
+        need = np.maximum((T * gm - hk) / gk, A_MIN)
+        extra = nk * (need * need - A_MIN * A_MIN)
+        extra[need > A_MAX] = np.inf  # given up
+        order = np.argsort(extra, kind="stable")
+        n_grant = int(np.searchsorted(np.cumsum(extra[order]), room, side="right"))
+        a = np.full(nk.size, A_MIN)
+        a[order[:n_grant]] = need[order[:n_grant]]
+        f = np.sqrt(budget / max(float(np.sum(nk * a * a)), 1e-12))  # left-over energy scales all up
+        j = float(np.sum(_ndtr((hk + f * gk * a) / (SIGMA_INFORMED * gm))))
+        if j > best_j:
+            best_j, best_a = j, a
+    amp[ok] = best_a
     return amp
 
 
@@ -288,10 +274,13 @@ def _whiten(img: np.ndarray, k: float = 1.0) -> np.ndarray:
 
 
 def _local_norm(img: np.ndarray) -> np.ndarray:
-    """Message reader (a): high-pass and local-RMS normalisation, without the spectral flattening
-    of _whiten (which, on natural photos, also flattens the mark's own band)."""
-    r = img - ndimage.gaussian_filter(img, HP_SIGMA, mode="reflect", truncate=3.0)
-    e = ndimage.gaussian_filter(r * r, NORM_SIGMA, mode="reflect", truncate=2.5)
+    """Message reader (a): negative Laplacian (a strong high-pass that keeps the chip band and
+    drops most of a natural host's low-frequency energy) divided by its local RMS over a ~1 chip
+    neighbourhood (flat or dark areas, where the host is quiet, count fully; busy texture counts
+    little), clipped. Without the spectral flattening of _whiten, which on natural photos also
+    flattens the mark's own band."""
+    r = -ndimage.laplace(img)
+    e = ndimage.gaussian_filter(r * r, READ_NORM_SIGMA, mode="reflect", truncate=2.5)
     r /= np.sqrt(e) + np.float32(1e-3 * np.sqrt(float(e.mean())) + 1e-12)
     np.clip(r, -3.0, 3.0, out=r)
     return r
