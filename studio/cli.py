@@ -202,7 +202,7 @@ def cmd_body_train(args) -> int:
     cfg = TrainConfig(model=args.model, steps=args.steps, batch=args.batch, lr=args.lr,
                       image_size=args.image_size, seed=args.seed, threads=args.threads,
                       init=args.init, z_frequencies=args.z_frequencies, cone_balance=args.cone_balance,
-                      hull_fraction=args.hull_fraction)
+                      hull_fraction=args.hull_fraction, photo_aug=args.photo_aug)
     print(json.dumps(train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)))
     return 0
 
@@ -382,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="balance inside/outside among the points inside the view's silhouette")
     bt.add_argument("--hull-fraction", type=float, default=0.0, metavar="F",
                     help="share of points carved out by the other views' silhouettes (labelled empty)")
+    bt.add_argument("--photo-aug", action="store_true",
+                    help="appearance augmentation towards real photos (painted hair caps, colour jitter)")
     bt.add_argument("--seed", type=int, default=0)
     bt.add_argument("--quiet", action="store_true")
     bt.set_defaults(func=cmd_body_train)

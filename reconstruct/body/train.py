@@ -68,6 +68,9 @@ class TrainConfig:
     hull_fraction: float = 0.0
     """Share of each item's points drawn on the first view's silhouette rays outside the visual
     hull of the subject's other views (``data._hull_carved``), labelled empty."""
+    photo_aug: bool = False
+    """Appearance augmentation of the input views towards real photos (``data._photo_augment``:
+    painted hair caps, colour jitter)."""
 
 
 VIEW_MIX = (1, 1, 1, 2, 3, 4)
@@ -120,7 +123,8 @@ def load_model(path: Path, device: str = "cpu"):
 
 def _batch(ds, idx, rng, n_views, cfg: TrainConfig, torch):
     items = [ds.item(int(i), rng, n_views=n_views, n_points=cfg.n_points, n_colour=cfg.n_colour,
-                     cone_balance=cfg.cone_balance, hull_fraction=cfg.hull_fraction) for i in idx]
+                     cone_balance=cfg.cone_balance, hull_fraction=cfg.hull_fraction,
+                     photo_aug=cfg.photo_aug) for i in idx]
 
     def st(k):
         return torch.from_numpy(np.stack([it[k] for it in items]))

@@ -157,6 +157,30 @@ def test_cone_balanced_items(tiny_dataset):
     assert np.all(it["labels"][-n_e:] == 0)
 
 
+def test_photo_augment(tiny_dataset):
+    """Appearance augmentation changes only the person's pixels (background stays 0.5 grey),
+    keeps [0, 1] float32, is deterministic by seed, paints a cap at the top of the silhouette;
+    items drawn with it get the same views and a changed image."""
+    from reconstruct.body.data import _photo_augment
+
+    ds = BodyDataset(tiny_dataset, "train")
+    img, mask, _ = ds.view(ds.ids[0], 0)
+    outs = [_photo_augment(img, mask, np.random.default_rng(s)) for s in range(12)]
+    for out in outs:
+        assert out.shape == img.shape and out.dtype == np.float32
+        assert np.all(out[~mask] == img[~mask]) and out.min() >= 0.0 and out.max() <= 1.0
+        assert np.abs(out[mask] - img[mask]).max() > 0.01
+    assert np.array_equal(outs[0], _photo_augment(img, mask, np.random.default_rng(0)))
+    ys = np.nonzero(mask)[0]
+    top = mask & (np.arange(mask.shape[0])[:, None] <= ys.min() + 0.03 * (ys.max() - ys.min()))
+    # a cap (p = 0.6) recolours the top rows far more than the jitter does in the rest of the body
+    d_top = [float(np.abs(o[top] - img[top]).mean()) for o in outs]
+    assert max(d_top) > 0.15
+    a = ds.item(0, np.random.default_rng(9), n_views=1, n_points=300, n_colour=10)
+    b = ds.item(0, np.random.default_rng(9), n_views=1, n_points=300, n_colour=10, photo_aug=True)
+    assert a["views"] == b["views"] and not np.array_equal(a["image"], b["image"])
+
+
 def test_dataset_resume_and_config_guard(tiny_dataset):
     before = (tiny_dataset / "subjects" / "cap0" / "samples.npz").stat().st_mtime_ns
     build_dataset(tiny_dataset, TINY_CFG, progress=False, source=[(f"cap{i}", capsule_person(i)) for i in range(3)])
