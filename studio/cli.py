@@ -202,7 +202,8 @@ def cmd_body_train(args) -> int:
     cfg = TrainConfig(model=args.model, steps=args.steps, batch=args.batch, lr=args.lr,
                       image_size=args.image_size, seed=args.seed, threads=args.threads,
                       init=args.init, z_frequencies=args.z_frequencies, cone_balance=args.cone_balance,
-                      hull_fraction=args.hull_fraction, photo_aug=args.photo_aug)
+                      hull_fraction=args.hull_fraction, photo_aug=args.photo_aug,
+                      ray_weight=args.ray_weight)
     print(json.dumps(train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)))
     return 0
 
@@ -384,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="share of points carved out by the other views' silhouettes (labelled empty)")
     bt.add_argument("--photo-aug", action="store_true",
                     help="appearance augmentation towards real photos (painted hair caps, colour jitter)")
+    bt.add_argument("--ray-weight", type=float, default=0.0, metavar="W",
+                    help="weight of the ray-coverage loss (every silhouette ray must meet the body); 0 = off")
     bt.add_argument("--seed", type=int, default=0)
     bt.add_argument("--quiet", action="store_true")
     bt.set_defaults(func=cmd_body_train)

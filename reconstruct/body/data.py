@@ -375,6 +375,32 @@ def _hull_carved(samples: dict, camera, mask: np.ndarray, others: list, n: int, 
     return out[:n].astype(np.float32)
 
 
+def _silhouette_rays(samples: dict, camera, mask: np.ndarray, n_rays: int, n_depth: int,
+                     rng: np.random.Generator, margin: float = 0.03) -> np.ndarray:
+    """Points (n_rays * n_depth, 3) world float32 on ``n_rays`` random rays through the pixels of
+    ``camera``'s silhouette (eroded by one pixel), ``n_depth`` stratified depths each across the
+    body's box. Every such ray meets the body, so at least one point of each is inside (up to the
+    depth spacing): the ray-coverage loss of ``train`` asks the network for that, which the
+    per-point labels alone do not when the network is unsure of the depth."""
+    from scipy import ndimage
+
+    inside = samples["occ_points"][samples["occ_labels"] > 0]
+    lo_b, hi_b = inside.min(0) - margin, inside.max(0) + margin
+    core = ndimage.binary_erosion(mask, iterations=1)
+    ys, xs = np.nonzero(core if core.any() else mask)
+    if not len(xs) or n_rays <= 0 or n_depth <= 0:
+        return np.zeros((0, 3), np.float32)
+    corners = np.array([[x, y, z] for x in (lo_b[0], hi_b[0]) for y in (lo_b[1], hi_b[1]) for z in (lo_b[2], hi_b[2])])
+    zc = camera.to_camera(corners)[:, 2]
+    k = rng.integers(len(xs), size=n_rays)
+    u, v = xs[k] + rng.random(n_rays), ys[k] + rng.random(n_rays)
+    t = (np.arange(n_depth)[None, :] + rng.random((n_rays, n_depth))) / n_depth
+    z = zc.min() + (zc.max() - zc.min()) * t
+    pc = np.stack([np.repeat((u - camera.cx) / camera.fx, n_depth), np.repeat((v - camera.cy) / camera.fy, n_depth),
+                   z.reshape(-1)], 1)
+    return ((pc - camera.t) @ camera.R).astype(np.float32)
+
+
 def _cone_balanced(points: np.ndarray, labels: np.ndarray, mask: np.ndarray, camera, n: int,
                    rng: np.random.Generator) -> np.ndarray:
     """Indices of ``n`` occupancy samples with as many inside as outside points among those that
@@ -510,7 +536,7 @@ class BodyDataset:
 
     def item(self, i: int, rng: np.random.Generator, *, n_views: int = 1, n_points: int = 5000,
              n_colour: int = 2000, empty_fraction: float = EMPTY_FRACTION, cone_balance: bool = False,
-             hull_fraction: float = 0.0, photo_aug: bool = False) -> dict:
+             hull_fraction: float = 0.0, photo_aug: bool = False, n_rays: int = 0, n_depth: int = 24) -> dict:
         sid = self.ids[i % len(self.ids)]
         sub = self.subject(sid)
         nv = len(sub["meta"]["views"])
@@ -534,6 +560,9 @@ class BodyDataset:
         ci = rng.choice(len(s["col_points"]), size=n_colour, replace=len(s["col_points"]) < n_colour)
         pts = np.concatenate([s["occ_points"][pi], empty]).astype(np.float32)
         labels = np.concatenate([s["occ_labels"][pi].astype(np.float32), np.zeros(len(empty), np.float32)])
+        if n_rays:  # appended after the labelled points: item["rays"] = (n_rays, n_depth)
+            rays = _silhouette_rays(s, views[0][2], views[0][1], n_rays, n_depth, rng)
+            pts = np.concatenate([pts, rays])
         cpts = s["col_points"][ci]
         imgs, uvs, zs, cuvs, czs = [], [], [], [], []
         for img, _, cam in views:
@@ -542,5 +571,6 @@ class BodyDataset:
             cuv, cz = proj(cpts)
             imgs.append(img), uvs.append(uv), zs.append(z), cuvs.append(cuv), czs.append(cz)
         return {"id": sid, "views": ks.tolist(), "image": np.stack(imgs), "uv": np.stack(uvs), "z": np.stack(zs),
-                "labels": labels, "cuv": np.stack(cuvs), "cz": np.stack(czs),
+                "labels": labels, "rays": (n_rays, n_depth) if n_rays else (0, 0),
+                "cuv": np.stack(cuvs), "cz": np.stack(czs),
                 "crgb": s["col_rgb"][ci].astype(np.float32) / 255.0}

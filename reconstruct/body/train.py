@@ -71,6 +71,12 @@ class TrainConfig:
     photo_aug: bool = False
     """Appearance augmentation of the input views towards real photos (``data._photo_augment``:
     painted hair caps, colour jitter)."""
+    ray_weight: float = 0.0
+    """Weight of the ray-coverage loss: on ``n_rays`` rays through the first view's silhouette
+    (``data._silhouette_rays``, 24 depths each) the largest predicted occupancy should be 1
+    (every silhouette ray meets the body); 0 = off."""
+    n_rays: int = 32
+    """Rays per subject per step for the ray-coverage loss."""
 
 
 VIEW_MIX = (1, 1, 1, 2, 3, 4)
@@ -124,7 +130,7 @@ def load_model(path: Path, device: str = "cpu"):
 def _batch(ds, idx, rng, n_views, cfg: TrainConfig, torch):
     items = [ds.item(int(i), rng, n_views=n_views, n_points=cfg.n_points, n_colour=cfg.n_colour,
                      cone_balance=cfg.cone_balance, hull_fraction=cfg.hull_fraction,
-                     photo_aug=cfg.photo_aug) for i in idx]
+                     photo_aug=cfg.photo_aug, n_rays=cfg.n_rays if cfg.ray_weight > 0 else 0) for i in idx]
 
     def st(k):
         return torch.from_numpy(np.stack([it[k] for it in items]))
@@ -232,10 +238,16 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
             img, uv, z, lab, cuv, cz, crgb = _batch(ds, idx, rng, n_views, cfg, torch)
             feats = model.encode(img)
             occ = model.query(feats, uv, z)
-            loss_occ = sum(torch.mean((o - lab) ** 2) for o in occ)
+            nl = lab.shape[1]
+            loss_occ = sum(torch.mean((o[:, :nl] - lab) ** 2) for o in occ)
             rgb = model.colour(img, cuv, cz, feats=feats)
             loss_col = torch.mean(torch.abs(rgb - crgb))
             loss = loss_occ + cfg.colour_weight * loss_col
+            loss_ray = None
+            if cfg.ray_weight > 0:  # the best point of each silhouette ray should be inside
+                b = lab.shape[0]
+                loss_ray = sum(torch.mean((1.0 - o[:, nl:].reshape(b, cfg.n_rays, -1).amax(-1)) ** 2) for o in occ)
+                loss = loss + cfg.ray_weight * loss_ray
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -250,6 +262,8 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
             if step % cfg.log_every == 0:
                 rec = {"step": step, "occ_mse": lv, "occ_mse_ema": ema, "col_l1": float(loss_col.detach()),
                        "views": n_views, "elapsed_s": round(elapsed, 1)}
+                if loss_ray is not None:
+                    rec["ray_loss"] = float(loss_ray.detach()) / len(occ)
             if step % cfg.val_every == 0 and len(val):
                 rec = (rec or {"step": step}) | evaluate_occupancy(model, val)
             if rec:

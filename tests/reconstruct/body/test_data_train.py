@@ -181,6 +181,29 @@ def test_photo_augment(tiny_dataset):
     assert a["views"] == b["views"] and not np.array_equal(a["image"], b["image"])
 
 
+def test_silhouette_rays_meet_the_body(tiny_dataset):
+    """Every ray through the (eroded) silhouette has a point inside the capsule, the points
+    project into the silhouette, and items carry them after the labelled points."""
+    from reconstruct.body.data import _silhouette_rays
+
+    ds = BodyDataset(tiny_dataset, "train")
+    sid = ds.ids[0]
+    sub = ds.subject(sid)
+    img, mask, cam = ds.view(sid, 0)
+    pts = _silhouette_rays(sub["samples"], cam, mask, 50, 24, np.random.default_rng(1))
+    assert pts.shape == (50 * 24, 3) and pts.dtype == np.float32
+    uv, _ = cam.project(pts)
+    px = np.floor(uv).astype(int)
+    assert mask[px[:, 1], px[:, 0]].all()
+    h = capsule_person(int(sid[3:])).mesh.bounds[1][1]
+    y = np.clip(pts[:, 1], 0.2, h - 0.2)
+    inside = np.sqrt(pts[:, 0] ** 2 + (pts[:, 1] - y) ** 2 + pts[:, 2] ** 2) <= 0.2
+    assert inside.reshape(50, 24).any(axis=1).mean() >= 0.96
+    assert 0.05 < inside.mean() < 0.7  # the rays run through empty space in front and behind too
+    it = ds.item(0, np.random.default_rng(2), n_views=2, n_points=300, n_colour=10, n_rays=8, n_depth=24)
+    assert it["rays"] == (8, 24) and it["labels"].shape == (300,) and it["uv"].shape == (2, 300 + 8 * 24, 2)
+
+
 def test_dataset_resume_and_config_guard(tiny_dataset):
     before = (tiny_dataset / "subjects" / "cap0" / "samples.npz").stat().st_mtime_ns
     build_dataset(tiny_dataset, TINY_CFG, progress=False, source=[(f"cap{i}", capsule_person(i)) for i in range(3)])
@@ -207,6 +230,19 @@ def test_train_resume_and_weights(tiny_dataset, tmp_path):
     m2 = load_model(tmp_path / "run2" / "model.safetensors")
     for (k, a), (_, b) in zip(m.state_dict().items(), m2.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_train_with_ray_loss_and_options(tiny_dataset, tmp_path):
+    """The sampling options, the photo augmentation and the ray-coverage loss train together,
+    the ray loss is logged and the run records its configuration."""
+    cfg = TrainConfig(model="small", steps=2, batch=2, n_points=128, n_colour=32, image_size=64, log_every=1,
+                      val_every=100, threads=1, cone_balance=True, hull_fraction=0.125, photo_aug=True,
+                      ray_weight=1.0, n_rays=8)
+    train(tiny_dataset, tmp_path / "run", cfg, progress=False)
+    logs = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logs] == [1, 2] and all(0.0 <= r["ray_loss"] <= 1.0 for r in logs)
+    m = load_model(tmp_path / "run" / "model.safetensors")
+    assert m.training_info["train_config"]["ray_weight"] == 1.0
 
 
 def test_load_model_errors(tmp_path):
