@@ -73,13 +73,15 @@ class TrainConfig:
     painted hair caps, colour jitter)."""
     ray_weight: float = 0.0
     """Weight of the ray-coverage loss: on ``n_rays`` rays through the first view's silhouette
-    (``data._silhouette_rays``, 24 depths each) the largest predicted occupancy should be 1
-    (every silhouette ray meets the body); 0 = off."""
+    (``data._silhouette_rays``, 24 depths each) the largest predicted occupancy should reach
+    RAY_TARGET (every silhouette ray meets the body; a hinge, so rays that already do are left
+    alone and the loss does not thicken the body); 0 = off."""
     n_rays: int = 32
     """Rays per subject per step for the ray-coverage loss."""
 
 
 VIEW_MIX = (1, 1, 1, 2, 3, 4)
+RAY_TARGET = 0.6  # hinge of the ray-coverage loss (the surface is the 0.5 level)
 
 
 def save_weights(model, path: Path, extra: dict | None = None) -> None:
@@ -246,7 +248,8 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
             loss_ray = None
             if cfg.ray_weight > 0:  # the best point of each silhouette ray should be inside
                 b = lab.shape[0]
-                loss_ray = sum(torch.mean((1.0 - o[:, nl:].reshape(b, cfg.n_rays, -1).amax(-1)) ** 2) for o in occ)
+                best = [o[:, nl:].reshape(b, cfg.n_rays, -1).amax(-1) for o in occ]
+                loss_ray = sum(torch.mean(torch.relu(RAY_TARGET - m) ** 2) for m in best)
                 loss = loss + cfg.ray_weight * loss_ray
             opt.zero_grad(set_to_none=True)
             loss.backward()
