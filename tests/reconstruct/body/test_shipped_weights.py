@@ -29,9 +29,10 @@ CARD = ROOT / "assets" / "README.md"
 SHARED = ROOT.parent / "shared" / "data"
 
 # regression bounds, not the targets (1.5 cm, missed: see assets/README.md): the shipped
-# model measures Chamfer 6.1 cm and P2S 9.5 cm on these two bodies at 128^3 (visual hull 9.7 / 15.4)
-THRESH_CHAMFER_CM = 7.5
-THRESH_P2S_CM = 11.5
+# model measures Chamfer 5.8 cm and P2S 8.4 cm on these two bodies at 128^3 (visual hull 9.7 / 15.4;
+# the previous weights: 6.1 / 9.5)
+THRESH_CHAMFER_CM = 7.0
+THRESH_P2S_CM = 10.0
 
 # seed of the held-out bodies: the shipped model was trained on dataset seed 1 (see the card)
 HELD_OUT_SEED = 7
@@ -89,4 +90,4 @@ def test_real_photo(model):
     ext = mesh.bounds[1] - mesh.bounds[0]
     assert 1.5 < ext[1] < 1.9  # standing, at the assumed 1.7 m
     assert ext[0] < ext[1] and ext[2] < 0.7 * ext[1]
-    assert silhouette_iou(mesh, rec) > 0.8  # 0.843 measured at 128^3 (0.841 at 256^3)
+    assert silhouette_iou(mesh, rec) > 0.8  # 0.900 measured at 128^3 (0.920 at 256^3)
