@@ -148,11 +148,6 @@ def _small_mask(inter: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _working_size(h: int, w: int) -> tuple[int, int, float]:
-    unit = max(h, w) / WORK  # source px per working px at scale 1
-    return max(8, int(h / unit)), max(8, int(w / unit)), unit
-
-
 def informed_amplitudes(inter: np.ndarray, fx: float, fy: float, h: int, w: int, mask_small: np.ndarray,
                         coded: np.ndarray, key: bytes, rel_rms: float) -> np.ndarray:
     """Per-channel-bit amplitudes (mean square 1 over the bits' chips) that work with the host.

@@ -296,6 +296,19 @@ EMPTY_FRACTION = 1 / 4
 """Share of each item's occupancy points drawn in the empty part of the reconstruction box."""
 
 
+def _body_box(samples: dict, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bounding box (lo, hi) of the inside occupancy samples, grown by ``margin`` metres."""
+    inside = samples["occ_points"][samples["occ_labels"] > 0]
+    return inside.min(0) - margin, inside.max(0) + margin
+
+
+def _depth_range(camera, lo: np.ndarray, hi: np.ndarray) -> tuple[float, float]:
+    """Camera-depth range of the world box [lo, hi]."""
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    zc = camera.to_camera(corners)[:, 2]
+    return float(zc.min()), float(zc.max())
+
+
 def _empty_space(samples: dict, camera, n: int, rng: np.random.Generator, mask: np.ndarray | None = None,
                  margin: float = 0.03) -> np.ndarray:
     """``n`` points (world, float32) in the reconstruction box of ``camera`` (what its image sees,
@@ -312,8 +325,7 @@ def _empty_space(samples: dict, camera, n: int, rng: np.random.Generator, mask: 
     """
     from .infer import camera_box
 
-    inside = samples["occ_points"][samples["occ_labels"] > 0]
-    lo_b, hi_b = inside.min(0) - margin, inside.max(0) + margin
+    lo_b, hi_b = _body_box(samples, margin)
     lo, hi = camera_box(camera)
     ys, xs = np.nonzero(mask) if mask is not None else (np.zeros(0, int), np.zeros(0, int))
     n_ray = n // 2 if len(xs) else 0
@@ -327,9 +339,7 @@ def _empty_space(samples: dict, camera, n: int, rng: np.random.Generator, mask: 
             k = rng.integers(len(xs), size=2 * n_ray + 16)
             u = xs[k] + rng.random(len(k))
             v = ys[k] + rng.random(len(k))
-            pc = np.stack([(u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy,
-                           lo[2] + (hi[2] - lo[2]) * rng.random(len(k))], 1)
-            pw = (pc - camera.t) @ camera.R
+            pw = camera.unproject(u, v, lo[2] + (hi[2] - lo[2]) * rng.random(len(k)))
             out_r = np.concatenate([out_r, pw[np.any((pw < lo_b) | (pw > hi_b), axis=1)]])
         if len(out_u) >= n - n_ray and len(out_r) >= n_ray:
             break
@@ -345,20 +355,16 @@ def _hull_carved(samples: dict, camera, mask: np.ndarray, others: list, n: int, 
     the near-surface samples barely reach and the empty-space ones (outside the body's box) not at
     all.
     """
-    inside = samples["occ_points"][samples["occ_labels"] > 0]
-    lo_b, hi_b = inside.min(0) - margin, inside.max(0) + margin
+    lo_b, hi_b = _body_box(samples, margin)
     ys, xs = np.nonzero(mask)
     if not len(xs) or not others or n <= 0:
         return np.zeros((0, 3), np.float32)
-    corners = np.array([[x, y, z] for x in (lo_b[0], hi_b[0]) for y in (lo_b[1], hi_b[1]) for z in (lo_b[2], hi_b[2])])
-    zc = camera.to_camera(corners)[:, 2]
+    z0, z1 = _depth_range(camera, lo_b, hi_b)
     out = np.zeros((0, 3))
     for _ in range(8):
         k = rng.integers(len(xs), size=4 * n)
         u, v = xs[k] + rng.random(len(k)), ys[k] + rng.random(len(k))
-        pc = np.stack([(u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy,
-                       zc.min() + (zc.max() - zc.min()) * rng.random(len(k))], 1)
-        pw = (pc - camera.t) @ camera.R
+        pw = camera.unproject(u, v, z0 + (z1 - z0) * rng.random(len(k)))
         pw = pw[np.all((pw >= lo_b) & (pw <= hi_b), axis=1)]
         carved = np.zeros(len(pw), bool)
         for m, cam in others:
@@ -384,21 +390,16 @@ def _silhouette_rays(samples: dict, camera, mask: np.ndarray, n_rays: int, n_dep
     per-point labels alone do not when the network is unsure of the depth."""
     from scipy import ndimage
 
-    inside = samples["occ_points"][samples["occ_labels"] > 0]
-    lo_b, hi_b = inside.min(0) - margin, inside.max(0) + margin
     core = ndimage.binary_erosion(mask, iterations=1)
     ys, xs = np.nonzero(core if core.any() else mask)
     if not len(xs) or n_rays <= 0 or n_depth <= 0:
         return np.zeros((0, 3), np.float32)
-    corners = np.array([[x, y, z] for x in (lo_b[0], hi_b[0]) for y in (lo_b[1], hi_b[1]) for z in (lo_b[2], hi_b[2])])
-    zc = camera.to_camera(corners)[:, 2]
+    z0, z1 = _depth_range(camera, *_body_box(samples, margin))
     k = rng.integers(len(xs), size=n_rays)
     u, v = xs[k] + rng.random(n_rays), ys[k] + rng.random(n_rays)
     t = (np.arange(n_depth)[None, :] + rng.random((n_rays, n_depth))) / n_depth
-    z = zc.min() + (zc.max() - zc.min()) * t
-    pc = np.stack([np.repeat((u - camera.cx) / camera.fx, n_depth), np.repeat((v - camera.cy) / camera.fy, n_depth),
-                   z.reshape(-1)], 1)
-    return ((pc - camera.t) @ camera.R).astype(np.float32)
+    z = z0 + (z1 - z0) * t
+    return camera.unproject(np.repeat(u, n_depth), np.repeat(v, n_depth), z.reshape(-1)).astype(np.float32)
 
 
 def _cone_balanced(points: np.ndarray, labels: np.ndarray, mask: np.ndarray, camera, n: int,

@@ -100,6 +100,15 @@ class Camera:
         uv = np.stack([self.fx * x + self.cx, self.fy * y + self.cy], 1)
         return uv, z
 
+    def unproject(self, u: np.ndarray, v: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """Pixels (u, v) at camera depth ``depth`` -> world points (N, 3) float64 (inverse of
+        :meth:`project`)."""
+        depth = np.asarray(depth, np.float64)
+        s = 1.0 if self.orthographic else depth
+        pc = np.stack([(np.asarray(u, np.float64) - self.cx) / self.fx * s,
+                       (np.asarray(v, np.float64) - self.cy) / self.fy * s, depth], 1)
+        return (pc - self.t) @ self.R
+
     def normalise(self, uv: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixels and depth -> the network's (uv (N, 2) in [-1, 1], z (N, 1)), float32."""
         nuv = 2.0 * uv / np.array([self.width, self.height], np.float64) - 1.0

@@ -88,6 +88,16 @@ def test_perspective_projection_matches_pinhole_formula():
 
 
 @pytest.mark.parametrize("ortho", [False, True])
+def test_unproject_inverts_project(ortho):
+    R, t = look_at([0.3, 1.0, 3.0], [0, 1, 0])
+    cam = Camera(width=64, height=48, fx=80 if not ortho else 20, fy=80 if not ortho else 20, cx=32, cy=24,
+                 R=R, t=t, orthographic=ortho)
+    p = np.random.default_rng(0).uniform(-0.4, 0.4, (20, 3)) + [0, 1, 0]
+    uv, z = cam.project(p)
+    np.testing.assert_allclose(cam.unproject(uv[:, 0], uv[:, 1], z), p, atol=1e-9)
+
+
+@pytest.mark.parametrize("ortho", [False, True])
 def test_projected_vertices_land_in_the_mask(ortho):
     m = _person()
     cam = look_at_body(m.bounds, 40, 5, 128, orthographic=ortho)
