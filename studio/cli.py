@@ -203,7 +203,7 @@ def cmd_body_train(args) -> int:
                       image_size=args.image_size, seed=args.seed, threads=args.threads,
                       init=args.init, z_frequencies=args.z_frequencies, cone_balance=args.cone_balance,
                       hull_fraction=args.hull_fraction, photo_aug=args.photo_aug,
-                      ray_weight=args.ray_weight)
+                      ray_weight=args.ray_weight, depth_head=args.depth_head, depth_weight=args.depth_weight)
     print(json.dumps(train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)))
     return 0
 
@@ -387,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="appearance augmentation towards real photos (painted hair caps, colour jitter)")
     bt.add_argument("--ray-weight", type=float, default=0.0, metavar="W",
                     help="weight of the ray-coverage loss (every silhouette ray must meet the body); 0 = off")
+    bt.add_argument("--depth-head", action="store_true",
+                    help="add the depth head (front/back depth maps from ray-cast depth, fed to the occupancy MLP)")
+    bt.add_argument("--depth-weight", type=float, default=10.0, metavar="W",
+                    help="weight of the depth head's L1 loss (default 10)")
     bt.add_argument("--seed", type=int, default=0)
     bt.add_argument("--quiet", action="store_true")
     bt.set_defaults(func=cmd_body_train)

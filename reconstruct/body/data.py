@@ -535,9 +535,42 @@ class BodyDataset:
             self._cache[key] = out
         return self._cache[key]
 
+    def depths(self, sid: str, size: int) -> np.ndarray:
+        """Ray-cast depth of every view of ``sid`` at ``size`` x ``size`` (the feature maps' pixel
+        centres): float32 (views, 3, size, size) = normalised z of the first surface along each
+        pixel's ray, of the last one, and 1 where the ray meets the body (else 0, depths 0). From
+        the subject's ``mesh.ply``; cached."""
+        key = ("depth", sid, size)
+        if key not in self._cache:
+            import trimesh
+
+            from .render import Camera, prepare
+
+            sub = self.subject(sid)
+            mesh = trimesh.load(sub["dir"] / "mesh.ply", force="mesh", process=False)
+            scene = prepare(mesh)
+            out = []
+            for v in sub["meta"]["views"]:
+                cam = Camera.from_dict(v["camera"])
+                if not cam.orthographic:
+                    raise ValueError(f"{sid}: depth maps are defined for orthographic views")
+                s = size / cam.height
+                cam = replace(cam, width=size, height=size, fx=cam.fx * s, fy=cam.fy * s, cx=cam.cx * s, cy=cam.cy * s)
+                o, d = cam.rays()
+                far = 2.0 * cam.z_center + 4.0 * cam.half_height
+                front = scene.cast(o, d)["t_hit"].reshape(size, size)
+                back = far - scene.cast(o + far * d, -d)["t_hit"].reshape(size, size)
+                hit = np.isfinite(front) & np.isfinite(back)
+                nf = np.where(hit, (front - cam.z_center) / cam.half_height, 0.0)
+                nb = np.where(hit, (back - cam.z_center) / cam.half_height, 0.0)
+                out.append(np.stack([nf, nb, hit.astype(np.float64)]).astype(np.float32))
+            self._cache[key] = np.stack(out)
+        return self._cache[key]
+
     def item(self, i: int, rng: np.random.Generator, *, n_views: int = 1, n_points: int = 5000,
              n_colour: int = 2000, empty_fraction: float = EMPTY_FRACTION, cone_balance: bool = False,
-             hull_fraction: float = 0.0, photo_aug: bool = False, n_rays: int = 0, n_depth: int = 24) -> dict:
+             hull_fraction: float = 0.0, photo_aug: bool = False, n_rays: int = 0, n_depth: int = 24,
+             depth_size: int = 0) -> dict:
         sid = self.ids[i % len(self.ids)]
         sub = self.subject(sid)
         nv = len(sub["meta"]["views"])
@@ -571,7 +604,10 @@ class BodyDataset:
             uv, z = proj(pts)
             cuv, cz = proj(cpts)
             imgs.append(img), uvs.append(uv), zs.append(z), cuvs.append(cuv), czs.append(cz)
-        return {"id": sid, "views": ks.tolist(), "image": np.stack(imgs), "uv": np.stack(uvs), "z": np.stack(zs),
-                "labels": labels, "rays": (n_rays, n_depth) if n_rays else (0, 0),
-                "cuv": np.stack(cuvs), "cz": np.stack(czs),
-                "crgb": s["col_rgb"][ci].astype(np.float32) / 255.0}
+        out = {"id": sid, "views": ks.tolist(), "image": np.stack(imgs), "uv": np.stack(uvs), "z": np.stack(zs),
+               "labels": labels, "rays": (n_rays, n_depth) if n_rays else (0, 0),
+               "cuv": np.stack(cuvs), "cz": np.stack(czs),
+               "crgb": s["col_rgb"][ci].astype(np.float32) / 255.0}
+        if depth_size:  # (V, 3, D, D): front, back, hit of the chosen views
+            out["depth"] = self.depths(sid, depth_size)[ks]
+        return out

@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 SCHEMA = "dhstudio.pifu/1"
+DEPTH_INIT = 0.12  # initial front/back depth of the depth head (normalised z, ~12 cm)
+DEPTH_FEATURE_SCALE = 5.0  # relative depths enter the MLP times this (order 1 near the body)
 
 
 @dataclass
@@ -62,6 +64,11 @@ class PIFuConfig:
     """Fourier bands of the depth fed to the MLPs: 0 gives PIFu's plain ``z``; K > 0 adds
     ``sin(2^k pi z), cos(2^k pi z)`` for k < K (as NeRF's positional encoding), so a small MLP can
     resolve the surface's depth to a few cm."""
+    depth_head: bool = False
+    """Add a depth head: each stack's features also predict the view's front and back depth maps
+    (normalised z of the first and last surface along every pixel's ray, trained on ray-cast
+    depth), and the occupancy MLP gets, per view, the point's depth relative to them
+    (``z - front``, ``back - z``), as extra inputs. Off: PIFu as published."""
 
     @staticmethod
     def paper() -> "PIFuConfig":
@@ -238,7 +245,13 @@ class PIFu(nn.Module):
         c = self.cfg.hg_channels
         self.encoder = HourglassEncoder(self.cfg)
         nz = 1 + 2 * self.cfg.z_frequencies
-        self.occ_mlp = SkipMLP(c + nz, self.cfg.mlp, 1)
+        self.occ_mlp = SkipMLP(c + nz + (2 if self.cfg.depth_head else 0), self.cfg.mlp, 1)
+        if self.cfg.depth_head:
+            self.depth_heads = nn.ModuleList(nn.Conv2d(c, 2, 1) for _ in range(self.cfg.n_stacks))
+            for h in self.depth_heads:  # start as a slab +-DEPTH_INIT around the subject's centre
+                nn.init.zeros_(h.weight)
+                with torch.no_grad():
+                    h.bias.copy_(torch.tensor([-DEPTH_INIT, DEPTH_INIT]))
         self.with_colour = with_colour
         if with_colour:
             self.colour_encoder = ColourEncoder(self.cfg)
@@ -268,17 +281,28 @@ class PIFu(nn.Module):
         b, v = img.shape[:2]
         return self.encoder(img.reshape(b * v, *img.shape[2:]))
 
+    def depth_maps(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Front and back depth maps (B*V, 2, H/4, W/4), normalised z, one per stack (depth head)."""
+        if not self.cfg.depth_head:
+            raise RuntimeError("this PIFu has no depth head")
+        return [h(f) for h, f in zip(self.depth_heads, feats)]
+
     def query(self, feats: list[torch.Tensor], uv: torch.Tensor, z: torch.Tensor,
               stacks: str = "all") -> list[torch.Tensor]:
         """Occupancy from encoded features. uv (B, V, N, 2), z (B, V, N, 1) -> list of (B, N)
         (one per stack, or only the last with ``stacks='last'``)."""
         b, v, n = uv.shape[:3]
-        uvf, zf = uv.reshape(b * v, n, 2), self.z_features(z.reshape(b * v, n, 1).transpose(1, 2))
-        use = feats if stacks == "all" else feats[-1:]
+        z1 = z.reshape(b * v, n, 1).transpose(1, 2)
+        uvf, zf = uv.reshape(b * v, n, 2), self.z_features(z1)
+        use = list(range(len(feats))) if stacks == "all" else [len(feats) - 1]
         out = []
-        for f in use:
-            x = torch.cat([sample_features(f, uvf), zf], 1)
-            out.append(torch.sigmoid(self.occ_mlp(x, v))[:, 0])
+        for i in use:
+            f = feats[i]
+            parts = [sample_features(f, uvf), zf]
+            if self.cfg.depth_head:
+                d = sample_features(self.depth_heads[i](f), uvf)  # (B*V, 2, N): front, back
+                parts.append(DEPTH_FEATURE_SCALE * torch.cat([z1 - d[:, :1], d[:, 1:] - z1], 1))
+            out.append(torch.sigmoid(self.occ_mlp(torch.cat(parts, 1), v))[:, 0])
         return out
 
     def forward(self, img: torch.Tensor, uv: torch.Tensor, z: torch.Tensor) -> list[torch.Tensor]:

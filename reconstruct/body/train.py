@@ -78,6 +78,13 @@ class TrainConfig:
     alone and the loss does not thicken the body); 0 = off."""
     n_rays: int = 32
     """Rays per subject per step for the ray-coverage loss."""
+    depth_head: bool = False
+    """Train a PIFu with the depth head (``PIFuConfig.depth_head``); with ``init`` weights of a
+    model without one, its occupancy MLP grows two zero-initialised inputs, so training starts
+    from the same predictions."""
+    depth_weight: float = 10.0
+    """Weight of the depth head's L1 loss (normalised z; 0.005 is about 1 cm) against the
+    ray-cast front and back depth of the input views, on pixels whose ray meets the body."""
 
 
 VIEW_MIX = (1, 1, 1, 2, 3, 4)
@@ -129,15 +136,47 @@ def load_model(path: Path, device: str = "cpu"):
     return model.to(device).eval()
 
 
-def _batch(ds, idx, rng, n_views, cfg: TrainConfig, torch):
+def _batch(ds, idx, rng, n_views, cfg: TrainConfig, torch, depth_size: int = 0):
     items = [ds.item(int(i), rng, n_views=n_views, n_points=cfg.n_points, n_colour=cfg.n_colour,
                      cone_balance=cfg.cone_balance, hull_fraction=cfg.hull_fraction,
-                     photo_aug=cfg.photo_aug, n_rays=cfg.n_rays if cfg.ray_weight > 0 else 0) for i in idx]
+                     photo_aug=cfg.photo_aug, n_rays=cfg.n_rays if cfg.ray_weight > 0 else 0,
+                     depth_size=depth_size) for i in idx]
 
     def st(k):
         return torch.from_numpy(np.stack([it[k] for it in items]))
     img = st("image").permute(0, 1, 4, 2, 3) * 2 - 1  # (B, V, 3, S, S) in [-1, 1]
-    return img, st("uv"), st("z"), st("labels"), st("cuv"), st("cz"), st("crgb")
+    depth = st("depth").flatten(0, 1) if depth_size else None  # (B*V, 3, D, D)
+    return img, st("uv"), st("z"), st("labels"), st("cuv"), st("cz"), st("crgb"), depth
+
+
+def depth_loss(model, feats, depth, torch):
+    """Mean L1 between the depth head's front/back maps and the ray-cast ones (pixels whose ray
+    meets the body), summed over the stacks."""
+    hit = depth[:, 2:3]
+    n = hit.sum().clamp_min(1.0) * 2
+    return sum((torch.abs(d - depth[:, :2]) * hit).sum() / n for d in model.depth_maps(feats))
+
+
+def grow_from(model, start) -> None:
+    """Load ``start``'s weights into ``model`` (same config but for ``depth_head``): tensors of
+    equal shape are copied; occupancy-MLP layers of ``model`` with more inputs (the depth head's
+    two) get ``start``'s weights in their first columns and zeros in the new last ones, which is
+    where ``PIFu.query`` and ``SkipMLP`` put them; the rest (the depth heads) keep their init."""
+    torch = require("torch")
+    own = model.state_dict()
+    with torch.no_grad():
+        for k, v in start.state_dict().items():
+            if k not in own:
+                raise ValueError(f"--init weights have a tensor {k!r} this model lacks")
+            w = own[k]
+            if w.shape == v.shape:
+                w.copy_(v)
+            elif k.startswith("occ_mlp.") and k.endswith(".weight") and w.shape[0] == v.shape[0] \
+                    and w.shape[2:] == v.shape[2:] and w.shape[1] > v.shape[1]:
+                w.zero_()
+                w[:, :v.shape[1]] = v
+            else:
+                raise ValueError(f"--init weights: {k} has shape {tuple(v.shape)}, this model {tuple(w.shape)}")
 
 
 def evaluate_occupancy(model, ds, n_subjects: int = 8, seed: int = 123, n_points: int = 4096) -> dict:
@@ -175,6 +214,7 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
     mcfg.image_size = size
     if cfg.z_frequencies is not None:
         mcfg.z_frequencies = int(cfg.z_frequencies)
+    mcfg.depth_head = bool(cfg.depth_head)
     ds = BodyDataset(data, "train", image_size=size)
     val = BodyDataset(data, "val", image_size=size)
     if len(ds) == 0:
@@ -183,10 +223,12 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
     model = PIFu(mcfg)
     if cfg.init:
         start = load_model(Path(cfg.init))
-        if start.cfg.to_dict() != mcfg.to_dict():
-            raise ValueError(f"--init {cfg.init} is a {start.cfg.name} PIFu at {start.cfg.image_size} px; "
-                             f"this run trains {mcfg.name} at {mcfg.image_size} px")
-        model.load_state_dict(start.state_dict())
+        if start.cfg.to_dict() | {"depth_head": None} != mcfg.to_dict() | {"depth_head": None} \
+                or (start.cfg.depth_head and not mcfg.depth_head):
+            raise ValueError(f"--init {cfg.init} is a {start.cfg.name} PIFu at {start.cfg.image_size} px"
+                             f"{' with a depth head' if start.cfg.depth_head else ''}; this run trains "
+                             f"{mcfg.name} at {mcfg.image_size} px{' with a depth head' if mcfg.depth_head else ''}")
+        grow_from(model, start)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, elapsed = 0, 0.0
     rng = np.random.default_rng(cfg.seed)
@@ -208,6 +250,7 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
         step, elapsed = int(s["step"]), float(s["elapsed_s"])
         rng = np.random.default_rng()
         rng.bit_generator.state = s["rng"]
+    depth_size = size // 4 if mcfg.depth_head else 0  # the feature maps' size
     sched = lambda k: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(k, cfg.steps) / cfg.steps))  # noqa: E731
 
     def checkpoint():
@@ -237,7 +280,7 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
                 g["lr"] = cfg.lr * sched(step)
             n_views = min(int(rng.choice(VIEW_MIX)), cfg.max_views, len(ds.subject(ds.ids[0])["meta"]["views"]))
             idx = rng.choice(len(ds), size=min(cfg.batch, len(ds)), replace=False)
-            img, uv, z, lab, cuv, cz, crgb = _batch(ds, idx, rng, n_views, cfg, torch)
+            img, uv, z, lab, cuv, cz, crgb, depth = _batch(ds, idx, rng, n_views, cfg, torch, depth_size)
             feats = model.encode(img)
             occ = model.query(feats, uv, z)
             nl = lab.shape[1]
@@ -251,6 +294,10 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
                 best = [o[:, nl:].reshape(b, cfg.n_rays, -1).amax(-1) for o in occ]
                 loss_ray = sum(torch.mean(torch.relu(RAY_TARGET - m) ** 2) for m in best)
                 loss = loss + cfg.ray_weight * loss_ray
+            loss_depth = None
+            if depth is not None:
+                loss_depth = depth_loss(model, feats, depth, torch)
+                loss = loss + cfg.depth_weight * loss_depth
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -267,6 +314,8 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
                        "views": n_views, "elapsed_s": round(elapsed, 1)}
                 if loss_ray is not None:
                     rec["ray_loss"] = float(loss_ray.detach()) / len(occ)
+                if loss_depth is not None:
+                    rec["depth_l1"] = float(loss_depth.detach()) / len(occ)
             if step % cfg.val_every == 0 and len(val):
                 rec = (rec or {"step": step}) | evaluate_occupancy(model, val)
             if rec:

@@ -245,6 +245,64 @@ def test_train_with_ray_loss_and_options(tiny_dataset, tmp_path):
     assert m.training_info["train_config"]["ray_weight"] == 1.0
 
 
+def test_depth_maps_of_the_capsule(tiny_dataset):
+    """Ray-cast front/back depth: hits exactly where the silhouette is (at the feature maps'
+    resolution), and front/back are the capsule's near/far surface: 0.4 m apart through its
+    axis, symmetric about the centre, in the network's normalised z."""
+    ds = BodyDataset(tiny_dataset, "train")
+    sid = ds.ids[0]
+    d = ds.depths(sid, 16)
+    assert d.shape == (3, 3, 16, 16) and d.dtype == np.float32
+    _, mask, cam = ds.view(sid, 0)
+    small = mask.reshape(16, 4, 16, 4).mean((1, 3))
+    hit = d[0, 2] > 0.5
+    assert hit[small > 0.99].all() and not hit[small < 0.01].any()
+    assert (d[0, 1][hit] >= d[0, 0][hit]).all() and (d[0, :2][:, ~hit] == 0).all()
+    thick = (d[0, 1] - d[0, 0]) * cam.half_height  # metres
+    assert 0.36 < thick[hit].max() <= 0.401  # a chord near the axis: about the diameter
+    mid = 0.5 * (d[0, 0] + d[0, 1]) * cam.half_height
+    rows = hit[7:9]  # the image's middle rows: the capsule's centre (the view's pitch tilts the rest)
+    assert rows.any() and np.abs(mid[7:9][rows]).max() < 0.02
+    it = ds.item(0, np.random.default_rng(0), n_views=2, n_points=64, n_colour=8, depth_size=16)
+    assert it["depth"].shape == (2, 3, 16, 16)
+    assert np.array_equal(it["depth"], ds.depths(ds.ids[0], 16)[it["views"]])
+
+
+def test_depth_head_grows_from_plain_weights_and_trains(tiny_dataset, tmp_path):
+    """--depth-head with --init weights of a plain PIFu starts from the same occupancy (the
+    MLP's new inputs are zero-initialised), trains, logs its depth loss, and refuses the
+    reverse (depth-head weights into a plain model)."""
+    from reconstruct.body.model import PIFu, PIFuConfig
+
+    base = TrainConfig(model="small", steps=1, batch=2, n_points=64, n_colour=16, image_size=64,
+                       log_every=1, val_every=100, threads=1)
+    train(tiny_dataset, tmp_path / "plain", base, progress=False)
+    plain = load_model(tmp_path / "plain" / "model.safetensors")
+    from reconstruct.body.train import grow_from
+
+    cfg = PIFuConfig.small()
+    cfg.image_size, cfg.depth_head = 64, True
+    grown = PIFu(cfg)
+    grow_from(grown, plain)
+    grown.eval()
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(1, 2, 3, 64, 64, generator=g) * 2 - 1
+    uv, z = torch.rand(1, 2, 50, 2, generator=g) * 2 - 1, torch.rand(1, 2, 50, 1, generator=g) - 0.5
+    with torch.no_grad():
+        assert torch.allclose(grown(img, uv, z)[-1], plain(img, uv, z)[-1], atol=1e-6)
+        assert [tuple(d.shape) for d in grown.depth_maps(grown.encode(img))] == [(2, 2, 16, 16)] * 2
+    dcfg = TrainConfig(**{**base.__dict__, "steps": 2, "depth_head": True,
+                          "init": str(tmp_path / "plain" / "model.safetensors")})
+    train(tiny_dataset, tmp_path / "depth", dcfg, progress=False)
+    logs = [json.loads(x) for x in (tmp_path / "depth" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logs] == [1, 2] and all(0.0 < r["depth_l1"] < 1.0 for r in logs)
+    m = load_model(tmp_path / "depth" / "model.safetensors")
+    assert m.cfg.depth_head and m.training_info["train_config"]["depth_head"]
+    back = TrainConfig(**{**base.__dict__, "init": str(tmp_path / "depth" / "model.safetensors")})
+    with pytest.raises(ValueError, match="with a depth head"):
+        train(tiny_dataset, tmp_path / "back", back, progress=False)
+
+
 def test_load_model_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "none.safetensors")
