@@ -21,6 +21,24 @@ def _pick_views(n_total: int, n: int) -> list[int]:
     return sorted({int(round(k * n_total / n)) % n_total for k in range(n)})
 
 
+def _depth_error_cm(model, ds, sid: str, k: int, img: np.ndarray, cam) -> dict:
+    """The depth head against the ray-cast depth over the body's pixels of one view, mean
+    absolute errors in cm: front and back depth (``depth_l1_cm``), the thickness back - front and
+    the middle (front + back) / 2, the part a single silhouette leaves most open."""
+    torch = require("torch")
+    size = img.shape[0] // 4
+    gt = ds.depths(sid, size)[k]
+    with torch.no_grad():
+        x = torch.from_numpy(img).permute(2, 0, 1)[None, None] * 2 - 1
+        pred = model.depth_maps(model.encode(x))[-1][0].numpy()
+    hit = gt[2] > 0.5
+    cm = cam.half_height * 100
+    p, g = pred[:, hit], gt[:2, hit]
+    return {"depth_l1_cm": float(np.abs(p - g).mean() * cm),
+            "thickness_l1_cm": float(np.abs((p[1] - p[0]) - (g[1] - g[0])).mean() * cm),
+            "middle_l1_cm": float(np.abs((p[1] + p[0]) - (g[1] + g[0])).mean() * cm / 2)}
+
+
 def evaluate(model, data: Path, *, split: str = "test", views=(1,), resolution: int = 256,
              coarse: int = 64, max_subjects: int | None = None, baseline: bool = True,
              progress: bool = True) -> dict:
@@ -61,6 +79,8 @@ def evaluate(model, data: Path, *, split: str = "test", views=(1,), resolution: 
                     row["visual_hull"] = surface_metrics(vh.mesh, gt)
                 except ValueError as e:
                     row["visual_hull"] = {"error": str(e)}
+            if n == 1 and getattr(model.cfg, "depth_head", False):
+                row["depth_head"] = _depth_error_cm(model, ds, sid, ks[0], imgs[0], cams[0])
             rows.append(row)
             if bar:
                 bar.update(1)
@@ -75,6 +95,9 @@ def evaluate(model, data: Path, *, split: str = "test", views=(1,), resolution: 
             if ok:
                 s[method] = {k: float(np.mean([m[k] for m in ok])) for k in ("p2s_cm", "chamfer_cm", "normal_consistency")}
                 s[method]["failed"] = len(rs) - len(ok)
+        dh = [r["depth_head"] for r in rs if "depth_head" in r]
+        if dh:
+            s["depth_head"] = {k: float(np.mean([d[k] for d in dh])) for k in dh[0]}
         if "pifu" in s and "visual_hull" in s:
             s["improvement_vs_visual_hull"] = {
                 k: 1 - s["pifu"][k] / s["visual_hull"][k] for k in ("p2s_cm", "chamfer_cm")}

@@ -15,6 +15,10 @@ Digitization", ICCV 2019. Written from the paper's description:
 - Tex-PIFu: a second, lighter image encoder whose features, together with the (detached)
   geometry features, predict RGB at points near the surface.
 
+Optional, not in PIFu (``PIFuConfig.depth_head``): a 1x1 convolution on each stack's features
+predicts the view's front and back depth maps (trained on ray-cast depth), and the occupancy MLP
+also gets the point's depth relative to them, ``z - front`` and ``back - z``, at its ``uv``.
+
 Training uses the loss of every stack (intermediate supervision); inference uses the last stack.
 Projection is outside the network so the same model serves orthographic and perspective cameras.
 

@@ -298,6 +298,14 @@ def test_depth_head_grows_from_plain_weights_and_trains(tiny_dataset, tmp_path):
     assert [r["step"] for r in logs] == [1, 2] and all(0.0 < r["depth_l1"] < 1.0 for r in logs)
     m = load_model(tmp_path / "depth" / "model.safetensors")
     assert m.cfg.depth_head and m.training_info["train_config"]["depth_head"]
+    from reconstruct.body.evaluate import evaluate
+
+    res = evaluate(m, tiny_dataset, split="train", views=(1,), resolution=32, coarse=16, baseline=False,
+                   progress=False)
+    dh = res["summary"]["1_views"]["depth_head"]
+    assert set(dh) == {"depth_l1_cm", "thickness_l1_cm", "middle_l1_cm"}
+    assert all(0.0 < v < 100.0 for v in dh.values())
+    assert all("depth_head" in r for r in res["rows"])
     back = TrainConfig(**{**base.__dict__, "init": str(tmp_path / "depth" / "model.safetensors")})
     with pytest.raises(ValueError, match="with a depth head"):
         train(tiny_dataset, tmp_path / "back", back, progress=False)
