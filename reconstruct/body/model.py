@@ -289,7 +289,7 @@ class PIFu(nn.Module):
         """Front and back depth maps (B*V, 2, H/4, W/4), normalised z, one per stack (depth head)."""
         if not self.cfg.depth_head:
             raise RuntimeError("this PIFu has no depth head")
-        return [h(f) for h, f in zip(self.depth_heads, feats)]
+        return [h(f) for h, f in zip(self.depth_heads[self.cfg.n_stacks - len(feats):], feats)]
 
     def query(self, feats: list[torch.Tensor], uv: torch.Tensor, z: torch.Tensor,
               stacks: str = "all") -> list[torch.Tensor]:
@@ -299,12 +299,14 @@ class PIFu(nn.Module):
         z1 = z.reshape(b * v, n, 1).transpose(1, 2)
         uvf, zf = uv.reshape(b * v, n, 2), self.z_features(z1)
         use = list(range(len(feats))) if stacks == "all" else [len(feats) - 1]
+        # ``feats`` may hold only the last stacks (inference keeps the last one): align to the end
+        first = self.cfg.n_stacks - len(feats)
         out = []
         for i in use:
             f = feats[i]
             parts = [sample_features(f, uvf), zf]
             if self.cfg.depth_head:
-                d = sample_features(self.depth_heads[i](f), uvf)  # (B*V, 2, N): front, back
+                d = sample_features(self.depth_heads[first + i](f), uvf)  # (B*V, 2, N): front, back
                 parts.append(DEPTH_FEATURE_SCALE * torch.cat([z1 - d[:, :1], d[:, 1:] - z1], 1))
             out.append(torch.sigmoid(self.occ_mlp(torch.cat(parts, 1), v))[:, 0])
         return out

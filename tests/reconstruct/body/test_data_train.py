@@ -291,6 +291,17 @@ def test_depth_head_grows_from_plain_weights_and_trains(tiny_dataset, tmp_path):
     with torch.no_grad():
         assert torch.allclose(grown(img, uv, z)[-1], plain(img, uv, z)[-1], atol=1e-6)
         assert [tuple(d.shape) for d in grown.depth_maps(grown.encode(img))] == [(2, 2, 16, 16)] * 2
+    # inference keeps only the last stack's features: it must use that stack's depth head
+    from reconstruct.body.infer import PIFuField
+
+    with torch.no_grad():
+        torch.nn.init.normal_(grown.depth_heads[0].weight, std=0.5)  # make the two heads differ
+        torch.nn.init.normal_(grown.occ_mlp.layers[0].weight[:, -2:], std=0.5)  # and matter
+        pts = np.random.default_rng(0).uniform(-0.5, 0.5, (40, 3)).astype(np.float32)
+        cam = canonical_camera(64, 1.7)
+        field = PIFuField(grown, img[0, :1].permute(0, 2, 3, 1).numpy() * 0.5 + 0.5, [cam.projector()])
+        uv1, z1 = (torch.from_numpy(a)[None, None] for a in cam.projector()(pts))
+        assert np.allclose(field.occupancy(pts), grown(img[:, :1], uv1, z1)[-1][0].numpy(), atol=1e-5)
     dcfg = TrainConfig(**{**base.__dict__, "steps": 2, "depth_head": True,
                           "init": str(tmp_path / "plain" / "model.safetensors")})
     train(tiny_dataset, tmp_path / "depth", dcfg, progress=False)
