@@ -195,6 +195,16 @@ def cmd_body_dataset(args) -> int:
     return 0
 
 
+def _view_mix(text: str) -> tuple[int, ...]:
+    try:
+        mix = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"--view-mix must be comma-separated view counts, got {text!r}") from None
+    if not mix or min(mix) < 1:
+        raise ValueError(f"--view-mix counts must be >= 1, got {text!r}")
+    return mix
+
+
 @_user_errors
 def cmd_body_train(args) -> int:
     from reconstruct.body.train import TrainConfig, train
@@ -203,7 +213,8 @@ def cmd_body_train(args) -> int:
                       image_size=args.image_size, seed=args.seed, threads=args.threads,
                       init=args.init, z_frequencies=args.z_frequencies, cone_balance=args.cone_balance,
                       hull_fraction=args.hull_fraction, photo_aug=args.photo_aug,
-                      ray_weight=args.ray_weight, depth_head=args.depth_head, depth_weight=args.depth_weight)
+                      ray_weight=args.ray_weight, depth_head=args.depth_head, depth_weight=args.depth_weight,
+                      view_mix=_view_mix(args.view_mix))
     print(json.dumps(train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)))
     return 0
 
@@ -387,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="appearance augmentation towards real photos (painted hair caps, colour jitter)")
     bt.add_argument("--ray-weight", type=float, default=0.0, metavar="W",
                     help="weight of the ray-coverage loss (every silhouette ray must meet the body); 0 = off")
+    bt.add_argument("--view-mix", default="1,1,1,2,3,4", metavar="N,N,...",
+                    help="view counts each step draws from, uniformly (default 1,1,1,2,3,4)")
     bt.add_argument("--depth-head", action="store_true",
                     help="add the depth head (front/back depth maps from ray-cast depth, fed to the occupancy MLP)")
     bt.add_argument("--depth-weight", type=float, default=10.0, metavar="W",

@@ -48,7 +48,9 @@ class TrainConfig:
     colour_weight: float = 1.0
     """Weight of the colour L1 loss."""
     max_views: int = 4
-    """Most views per subject in a step; the count is drawn from VIEW_MIX."""
+    """Most views per subject in a step; the count is drawn from ``view_mix``."""
+    view_mix: tuple[int, ...] = (1, 1, 1, 2, 3, 4)
+    """View counts a step draws from (uniformly; repeat a count to make it likelier)."""
     image_size: int | None = None
     """Network input size; default: the model config's image_size."""
     seed: int = 0
@@ -87,7 +89,6 @@ class TrainConfig:
     ray-cast front and back depth of the input views, on pixels whose ray meets the body."""
 
 
-VIEW_MIX = (1, 1, 1, 2, 3, 4)
 RAY_TARGET = 0.6  # hinge of the ray-coverage loss (the surface is the 0.5 level)
 
 
@@ -235,7 +236,7 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
     state_json = out / "state.json"
     if state_json.is_file():  # resume
         s = json.loads(state_json.read_text())
-        same = {k: v for k, v in asdict(cfg).items() if k != "threads"}
+        same = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k != "threads"}))  # tuples -> lists
         if {k: v for k, v in s.get("train_config", {}).items() if k != "threads"} != same:
             raise ValueError(f"{out} holds a run with another configuration; use a new folder")
         tensors = st.load_file(str(out / "state.safetensors"))
@@ -278,7 +279,7 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
             t0 = time.perf_counter()
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * sched(step)
-            n_views = min(int(rng.choice(VIEW_MIX)), cfg.max_views, len(ds.subject(ds.ids[0])["meta"]["views"]))
+            n_views = min(int(rng.choice(cfg.view_mix)), cfg.max_views, len(ds.subject(ds.ids[0])["meta"]["views"]))
             idx = rng.choice(len(ds), size=min(cfg.batch, len(ds)), replace=False)
             img, uv, z, lab, cuv, cz, crgb, depth = _batch(ds, idx, rng, n_views, cfg, torch, depth_size)
             feats = model.encode(img)

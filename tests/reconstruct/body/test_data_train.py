@@ -232,6 +232,17 @@ def test_train_resume_and_weights(tiny_dataset, tmp_path):
         assert torch.equal(a, b), k
 
 
+def test_train_view_mix_resumes(tiny_dataset, tmp_path):
+    """A run with its own view mix resumes (the mix survives the JSON state) and records it."""
+    cfg = TrainConfig(model="small", steps=2, batch=2, n_points=64, n_colour=16, image_size=64, log_every=1,
+                      val_every=100, threads=1, view_mix=(2, 3), ckpt_every=1)
+    train(tiny_dataset, tmp_path / "run", cfg, progress=False)
+    s = train(tiny_dataset, tmp_path / "run", TrainConfig(**{**cfg.__dict__}), progress=False)
+    assert s["steps"] == 2
+    logs = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert {r["views"] for r in logs} <= {2, 3}
+
+
 def test_train_with_ray_loss_and_options(tiny_dataset, tmp_path):
     """The sampling options, the photo augmentation and the ray-coverage loss train together,
     the ray loss is logged and the run records its configuration."""
