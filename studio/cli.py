@@ -214,8 +214,22 @@ def cmd_body_train(args) -> int:
                       init=args.init, z_frequencies=args.z_frequencies, cone_balance=args.cone_balance,
                       hull_fraction=args.hull_fraction, photo_aug=args.photo_aug,
                       ray_weight=args.ray_weight, depth_head=args.depth_head, depth_weight=args.depth_weight,
-                      view_mix=_view_mix(args.view_mix))
+                      depthnet=args.depthnet, view_mix=_view_mix(args.view_mix))
+    if args.depth_head and args.depthnet:
+        raise ValueError("--depth-head and --depthnet exclude each other")
     print(json.dumps(train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)))
+    return 0
+
+
+@_user_errors
+def cmd_body_train_depth(args) -> int:
+    from reconstruct.body.depth_train import DepthTrainConfig, train_depthnet
+
+    if args.steps < 1 or args.batch < 1 or args.image_size < 16 or args.image_size % 16:
+        raise ValueError("--steps and --batch must be >= 1, --image-size a multiple of 16")
+    cfg = DepthTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, image_size=args.image_size,
+                           photo_aug=not args.no_photo_aug, seed=args.seed, threads=args.threads)
+    print(json.dumps(train_depthnet(Path(args.data), Path(args.out), cfg, progress=not args.quiet)))
     return 0
 
 
@@ -404,9 +418,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="add the depth head (front/back depth maps from ray-cast depth, fed to the occupancy MLP)")
     bt.add_argument("--depth-weight", type=float, default=10.0, metavar="W",
                     help="weight of the depth head's L1 loss (default 10)")
+    bt.add_argument("--depthnet", metavar="WEIGHTS",
+                    help="front/back depth net (from `body train-depth`) whose maps feed the occupancy MLP")
     bt.add_argument("--seed", type=int, default=0)
     bt.add_argument("--quiet", action="store_true")
     bt.set_defaults(func=cmd_body_train)
+    btd = bsub.add_parser("train-depth", help="train the front/back depth U-Net (resumes when OUT holds a run)")
+    btd.add_argument("data")
+    btd.add_argument("-o", "--out", required=True, help="run folder (depthnet.safetensors, state, log.jsonl)")
+    btd.add_argument("--steps", type=int, default=2600)
+    btd.add_argument("--batch", type=int, default=16)
+    btd.add_argument("--lr", type=float, default=1e-3)
+    btd.add_argument("--image-size", type=int, default=128)
+    btd.add_argument("--no-photo-aug", action="store_true", help="no hair caps / colour jitter on the inputs")
+    btd.add_argument("--threads", type=int, default=None)
+    btd.add_argument("--seed", type=int, default=0)
+    btd.add_argument("--quiet", action="store_true")
+    btd.set_defaults(func=cmd_body_train_depth)
     be = bsub.add_parser("eval", help="P2S / Chamfer / normal consistency vs the visual hull, as JSON")
     be.add_argument("data")
     be.add_argument("--checkpoint", help="weights (default: the shipped assets/pifu_small.safetensors)")

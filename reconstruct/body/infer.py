@@ -184,3 +184,47 @@ def reconstruct_photo(model, rgb: np.ndarray, mask: np.ndarray, *, height_m: flo
     mesh.apply_translation(shift)
     rec.framed_image, rec.framed_mask, rec.camera, rec.shift = img, m, cam, shift
     return rec
+
+
+def _fill_outside(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``a`` with every invalid pixel set to its nearest valid pixel's value (so bilinear sampling
+    near the silhouette does not mix in meaningless background depths)."""
+    from scipy import ndimage
+
+    if not valid.any():
+        return a
+    idx = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
+    return a[idx[0], idx[1]]
+
+
+def depth_hull(front: np.ndarray, back: np.ndarray, mask: np.ndarray, camera, *, resolution: int = 256,
+               coarse: int = 64, sharpness: float = 0.01):
+    """The solid between a front and a back depth map (normalised z, (S, S), any S) inside the
+    silhouette ``mask`` of ``camera``'s view: a point is inside if it projects into the mask and
+    its depth lies between the two maps (soft edges ``sharpness`` wide in normalised z, for smooth
+    marching cubes). With the ray-cast maps it is what one view can say at best about the body
+    (everything hidden between the first and last surface counts as inside); with predicted maps,
+    it is the depth net's reconstruction without PIFu."""
+    from scipy import ndimage
+    from scipy.special import expit
+
+    S = front.shape[0]
+    m = np.asarray(mask, bool)
+    if m.shape != front.shape:
+        m = np.asarray(ndimage.zoom(m.astype(np.float32), S / m.shape[0], order=1) >= 0.5)
+    f, b = _fill_outside(front, m), _fill_outside(back, m)
+    ms = ndimage.gaussian_filter(m.astype(np.float32), 0.5)
+    proj = camera.projector()
+
+    def occ(pw: np.ndarray) -> np.ndarray:
+        uv, z = proj(pw)
+        coords = [(uv[:, 1] + 1) * S / 2 - 0.5, (uv[:, 0] + 1) * S / 2 - 0.5]
+        fz = ndimage.map_coordinates(f, coords, order=1, mode="nearest")
+        bz = ndimage.map_coordinates(b, coords, order=1, mode="nearest")
+        inside = ndimage.map_coordinates(ms, coords, order=1, mode="constant", cval=0.0)
+        zz = z[:, 0]
+        return np.minimum(inside, expit(np.minimum(zz - fz, bz - zz) / sharpness)).astype(np.float32)
+
+    lo, hi = camera_box(camera)
+    mesh, stats = extract_surface(_in_world(occ, camera), lo, hi, resolution, coarse=coarse)
+    return Reconstruction(_to_world(mesh, camera), stats, 0.0, 0.0)

@@ -73,6 +73,12 @@ class PIFuConfig:
     (normalised z of the first and last surface along every pixel's ray, trained on ray-cast
     depth), and the occupancy MLP gets, per view, the point's depth relative to them
     (``z - front``, ``back - z``), as extra inputs. Off: PIFu as published."""
+    depth_net: dict | None = None
+    """Config (``DepthNetConfig.to_dict()``) of a front/back depth U-Net
+    (:mod:`reconstruct.body.depthnet`, trained separately, frozen here) whose maps give the
+    occupancy MLP the point's depth relative to them (``z - front``, ``back - z``), as the depth
+    head does, but from a network that sees the whole image at once and was trained on every
+    pixel. None: no depth net (PIFu as published). Exclusive with ``depth_head``."""
 
     @staticmethod
     def paper() -> "PIFuConfig":
@@ -106,7 +112,15 @@ class PIFuConfig:
         for k in ("mlp", "tex_mlp"):
             if k in kw:
                 kw[k] = tuple(int(x) for x in kw[k])
+        if kw.get("depth_net") is not None and not isinstance(kw["depth_net"], dict):
+            raise ValueError("depth_net must be a depth-net config")
         return PIFuConfig(**kw)
+
+    @property
+    def depth_inputs(self) -> int:
+        """Extra MLP inputs from depth maps: 2 (``z - front``, ``back - z``) with a depth head
+        or a depth net, else 0."""
+        return 2 if (self.depth_head or self.depth_net) else 0
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -249,7 +263,15 @@ class PIFu(nn.Module):
         c = self.cfg.hg_channels
         self.encoder = HourglassEncoder(self.cfg)
         nz = 1 + 2 * self.cfg.z_frequencies
-        self.occ_mlp = SkipMLP(c + nz + (2 if self.cfg.depth_head else 0), self.cfg.mlp, 1)
+        if self.cfg.depth_head and self.cfg.depth_net:
+            raise ValueError("a PIFu has a depth head or a depth net, not both")
+        self.occ_mlp = SkipMLP(c + nz + self.cfg.depth_inputs, self.cfg.mlp, 1)
+        self.depth_net = None
+        if self.cfg.depth_net:
+            from .depthnet import DepthNet, DepthNetConfig
+
+            self.depth_net = DepthNet(DepthNetConfig.from_dict(self.cfg.depth_net))
+            self.depth_net.requires_grad_(False)
         if self.cfg.depth_head:
             self.depth_heads = nn.ModuleList(nn.Conv2d(c, 2, 1) for _ in range(self.cfg.n_stacks))
             for h in self.depth_heads:  # start as a slab +-DEPTH_INIT around the subject's centre
@@ -281,9 +303,27 @@ class PIFu(nn.Module):
             raise ValueError(f"z must be (B, V, N, 1) = {(*uv.shape[:3], 1)}, got {tuple(z.shape)}")
 
     def encode(self, img: torch.Tensor) -> list[torch.Tensor]:
-        """img (B, V, 3, H, W) in [-1, 1] -> per-stack features (B*V, C, H/4, W/4)."""
+        """img (B, V, 3, H, W) in [-1, 1] -> per-stack features (B*V, C, H/4, W/4); with a depth
+        net, (B*V, C + 2, H/4, W/4): its front and back maps ride along as two last channels."""
         b, v = img.shape[:2]
-        return self.encoder(img.reshape(b * v, *img.shape[2:]))
+        x = img.reshape(b * v, *img.shape[2:])
+        feats = self.encoder(x)
+        if self.depth_net is None:
+            return feats
+        d = F.interpolate(self.net_depth(x), size=feats[0].shape[-2:], mode="bilinear", align_corners=False,
+                          antialias=True)
+        return [torch.cat([f, d], 1) for f in feats]
+
+    def net_depth(self, x: torch.Tensor) -> torch.Tensor:
+        """The depth net's front and back maps (B*V, 2, S, S) for images (B*V, 3, H, W) in
+        [-1, 1] with the background exactly 0: the mask is down-sampled to the net's size S
+        (area, >= 0.5 is the person, as the training views were made) and the image with it."""
+        s = self.depth_net.cfg.image_size
+        with torch.no_grad():
+            if x.shape[-1] != s:
+                m = F.interpolate(self.depth_net.mask_of(x), size=(s, s), mode="area") >= 0.5
+                x = F.interpolate(x, size=(s, s), mode="area") * m
+            return self.depth_net(x)
 
     def depth_maps(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         """Front and back depth maps (B*V, 2, H/4, W/4), normalised z, one per stack (depth head)."""
@@ -302,11 +342,16 @@ class PIFu(nn.Module):
         # ``feats`` may hold only the last stacks (inference keeps the last one): align to the end
         first = self.cfg.n_stacks - len(feats)
         out = []
+        c = self.cfg.hg_channels
         for i in use:
             f = feats[i]
-            parts = [sample_features(f, uvf), zf]
+            parts = [sample_features(f[:, :c], uvf), zf]
+            d = None
             if self.cfg.depth_head:
                 d = sample_features(self.depth_heads[first + i](f), uvf)  # (B*V, 2, N): front, back
+            elif self.depth_net is not None:
+                d = sample_features(f[:, c:], uvf)
+            if d is not None:
                 parts.append(DEPTH_FEATURE_SCALE * torch.cat([z1 - d[:, :1], d[:, 1:] - z1], 1))
             out.append(torch.sigmoid(self.occ_mlp(torch.cat(parts, 1), v))[:, 0])
         return out
@@ -329,7 +374,8 @@ class PIFu(nn.Module):
         if cfeat is None:
             cfeat = self.colour_encoder(img.reshape(b * v, *img.shape[2:]))
         uvf, zf = uv.reshape(b * v, n, 2), self.z_features(z.reshape(b * v, n, 1).transpose(1, 2))
-        x = torch.cat([sample_features(feats[-1].detach(), uvf), sample_features(cfeat, uvf), zf], 1)
+        geo = feats[-1][:, :self.cfg.hg_channels].detach()
+        x = torch.cat([sample_features(geo, uvf), sample_features(cfeat, uvf), zf], 1)
         return torch.sigmoid(self.colour_mlp(x, v)).transpose(1, 2)
 
 

@@ -84,6 +84,10 @@ class TrainConfig:
     """Train a PIFu with the depth head (``PIFuConfig.depth_head``); with ``init`` weights of a
     model without one, its occupancy MLP grows two zero-initialised inputs, so training starts
     from the same predictions."""
+    depthnet: str | None = None
+    """Train a PIFu whose occupancy MLP also gets the point's depth relative to the front/back
+    maps of these depth-net weights (``depth_train.train_depthnet``; frozen). With ``init``
+    weights of a plain PIFu, its MLP grows two zero-initialised inputs as for ``depth_head``."""
     depth_weight: float = 10.0
     """Weight of the depth head's L1 loss (normalised z; 0.005 is about 1 cm) against the
     ray-cast front and back depth of the input views, on pixels whose ray meets the body."""
@@ -216,6 +220,12 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
     if cfg.z_frequencies is not None:
         mcfg.z_frequencies = int(cfg.z_frequencies)
     mcfg.depth_head = bool(cfg.depth_head)
+    dnet = None
+    if cfg.depthnet:
+        from .depth_train import load_depthnet
+
+        dnet = load_depthnet(Path(cfg.depthnet))
+        mcfg.depth_net = dnet.cfg.to_dict()
     ds = BodyDataset(data, "train", image_size=size)
     val = BodyDataset(data, "val", image_size=size)
     if len(ds) == 0:
@@ -224,12 +234,15 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
     model = PIFu(mcfg)
     if cfg.init:
         start = load_model(Path(cfg.init))
-        if start.cfg.to_dict() | {"depth_head": None} != mcfg.to_dict() | {"depth_head": None} \
-                or (start.cfg.depth_head and not mcfg.depth_head):
+        ignore = {"depth_head": None, "depth_net": None}
+        if start.cfg.to_dict() | ignore != mcfg.to_dict() | ignore \
+                or (start.cfg.depth_head and not mcfg.depth_head) or (start.cfg.depth_net and not mcfg.depth_net):
             raise ValueError(f"--init {cfg.init} is a {start.cfg.name} PIFu at {start.cfg.image_size} px"
                              f"{' with a depth head' if start.cfg.depth_head else ''}; this run trains "
                              f"{mcfg.name} at {mcfg.image_size} px{' with a depth head' if mcfg.depth_head else ''}")
         grow_from(model, start)
+    if dnet is not None:  # the given depth net, whatever --init held
+        model.depth_net.load_state_dict(dnet.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, elapsed = 0, 0.0
     rng = np.random.default_rng(cfg.seed)

@@ -1,0 +1,239 @@
+"""Train the front/back depth U-Net (:mod:`reconstruct.body.depthnet`) on a body dataset.
+
+Every training view of the dataset, at the net's size, with its ray-cast front and back depth
+(``BodyDataset.depths``), is loaded once into memory (about 0.3 MB a view at 128 px). Each step
+draws ``batch`` views, flips half of them left-right (a mirrored person is a person; orthographic
+depth is unchanged by the flip), optionally applies PIFu's photo augmentation (hair caps, colour
+jitter), and minimises the L1 depth error over the body's pixels plus the same error after the best per-view
+depth shift (``relative_weight``; the body's shape, which the image shows better than where the
+body sits along the view axis). Adam, cosine decay to 5 %.
+
+Outputs in the run folder (resumable, like ``reconstruct.body.train``): ``depthnet.safetensors``
+(weights + config + training summary in the metadata), ``state.safetensors`` + ``state.json``
+(optimiser, step, RNG), ``log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._deps import require
+from .._io import write_bytes_atomic
+
+WEIGHTS_SCHEMA = "dhstudio.body-depthnet-weights/1"
+
+
+@dataclass
+class DepthTrainConfig:
+    steps: int = 3000
+    batch: int = 16
+    lr: float = 1e-3
+    image_size: int = 128
+    channels: tuple[int, ...] = (16, 32, 64, 128, 192)
+    photo_aug: bool = True
+    """Hair caps and colour jitter on half of the inputs (``data._photo_augment``)."""
+    relative_weight: float = 1.0
+    """Weight of the shift-invariant L1 (``depthnet.shift_invariant_l1``) added to the plain L1."""
+    seed: int = 0
+    threads: int | None = None
+    ckpt_every: int = 250
+    log_every: int = 50
+    val_every: int = 500
+
+
+def save_depthnet(net, path: Path, extra: dict | None = None) -> None:
+    st = require("safetensors.torch")
+    meta = {"schema": WEIGHTS_SCHEMA, "config": net.cfg.to_json()}
+    if extra:
+        meta["training"] = json.dumps(extra, sort_keys=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+    write_bytes_atomic(Path(path), st.save(tensors, metadata=meta))
+
+
+def load_depthnet(path: Path):
+    """A DepthNet from its weights file; clear errors for missing, corrupt or foreign files."""
+    require("torch")
+    st = require("safetensors")
+    from .depthnet import DepthNet, DepthNetConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"depth-net weights {path} do not exist")
+    try:
+        with st.safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    if meta.get("schema") != WEIGHTS_SCHEMA:
+        raise ValueError(f"{path} is not a dhstudio depth-net checkpoint (schema {meta.get('schema')!r})")
+    try:
+        cfg = DepthNetConfig.from_dict(json.loads(meta["config"]))
+        net = DepthNet(cfg)
+        net.load_state_dict(tensors)
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise ValueError(f"{path}: does not match the depth net its metadata describes "
+                         f"({str(e).strip().splitlines()[-1]})") from None
+    net.training_info = json.loads(meta.get("training", "{}"))
+    return net.eval()
+
+
+def load_views(ds, size: int, max_subjects: int | None = None):
+    """(images (N, S, S, 3) float32 with background 0.5, masks (N, S, S) bool, depth (N, 3, S, S),
+    half heights (N,) metres, (subject, view) ids) of every view of the dataset split."""
+    imgs, masks, depth, hh, ids = [], [], [], [], []
+    for sid in ds.ids[:max_subjects]:
+        d = ds.depths(sid, size)
+        for k in range(len(ds.subject(sid)["meta"]["views"])):
+            img, m, cam = ds.view(sid, k)
+            imgs.append(img), masks.append(m), depth.append(d[k]), hh.append(cam.half_height), ids.append((sid, k))
+        ds._cache.pop(("depth", sid, size), None)
+    return np.stack(imgs), np.stack(masks), np.stack(depth), np.asarray(hh), ids
+
+
+def depth_errors_cm(pred: np.ndarray, gt: np.ndarray, half_height: np.ndarray) -> dict:
+    """Mean absolute errors (cm) over the body's pixels: front/back depth, thickness, middle.
+    pred (N, 2, S, S), gt (N, 3, S, S), half_height (N,) metres."""
+    hit = gt[:, 2] > 0.5
+    cm = (np.asarray(half_height)[:, None, None] * 100 * np.ones_like(gt[:, 0]))[hit]
+    pf, pb, gf, gb = pred[:, 0][hit], pred[:, 1][hit], gt[:, 0][hit], gt[:, 1][hit]
+    return {"depth_l1_cm": float(np.mean((np.abs(pf - gf) + np.abs(pb - gb)) / 2 * cm)),
+            "thickness_l1_cm": float(np.mean(np.abs((pb - pf) - (gb - gf)) * cm)),
+            "middle_l1_cm": float(np.mean(np.abs((pb + pf) - (gb + gf)) / 2 * cm))}
+
+
+def predict(net, images: np.ndarray, batch: int = 32) -> np.ndarray:
+    """(N, S, S, 3) [0, 1] images with 0.5 background -> (N, 2, S, S) front, back."""
+    torch = require("torch")
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(images), batch):
+            x = torch.from_numpy(np.ascontiguousarray(images[s:s + batch])).permute(0, 3, 1, 2) * 2 - 1
+            out.append(net(x).numpy())
+    return np.concatenate(out)
+
+
+def train_depthnet(data: Path, out: Path, cfg: DepthTrainConfig | None = None, *, progress: bool = True) -> dict:
+    torch = require("torch")
+    st = require("safetensors.torch")
+    from .data import BodyDataset, _photo_augment
+    from .depthnet import DepthNet, DepthNetConfig, depth_l1, shift_invariant_l1
+
+    cfg = cfg or DepthTrainConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    S = cfg.image_size
+    ds, val = BodyDataset(data, "train", image_size=S), BodyDataset(data, "val", image_size=S)
+    if len(ds) == 0:
+        raise ValueError(f"{data} has no training subjects")
+    t_load = time.perf_counter()
+    imgs, masks, depth, _, _ = load_views(ds, S)
+    vimgs, _, vdepth, vhh, _ = load_views(val, S) if len(val) else (None, None, None, None, None)
+    t_load = time.perf_counter() - t_load
+    torch.manual_seed(cfg.seed)
+    net = DepthNet(DepthNetConfig(image_size=S, channels=tuple(cfg.channels)))
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    step, elapsed = 0, 0.0
+    rng = np.random.default_rng(cfg.seed)
+    state_json = out / "state.json"
+    if state_json.is_file():
+        s = json.loads(state_json.read_text())
+        same = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k != "threads"}))
+        if {k: v for k, v in s.get("train_config", {}).items() if k != "threads"} != same:
+            raise ValueError(f"{out} holds a run with another configuration; use a new folder")
+        tensors = st.load_file(str(out / "state.safetensors"))
+        net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        osd = opt.state_dict()
+        for pid in range(len(osd["param_groups"][0]["params"])):
+            if f"opt.{pid}.exp_avg" in tensors:
+                osd["state"][pid] = {"step": torch.tensor(float(s["step"])), "exp_avg": tensors[f"opt.{pid}.exp_avg"],
+                                     "exp_avg_sq": tensors[f"opt.{pid}.exp_avg_sq"]}
+        opt.load_state_dict(osd)
+        step, elapsed = int(s["step"]), float(s["elapsed_s"])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = s["rng"]
+    sched = lambda k: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(k, cfg.steps) / cfg.steps))  # noqa: E731
+
+    def validate() -> dict:
+        if vimgs is None:
+            return {}
+        net.eval()
+        r = depth_errors_cm(predict(net, vimgs), vdepth, vhh)
+        net.train()
+        return {f"val_{k}": v for k, v in r.items()}
+
+    def checkpoint(summary: dict | None = None):
+        tensors = {f"model.{k}": v.detach().contiguous() for k, v in net.state_dict().items()}
+        for pid, stt in opt.state_dict()["state"].items():
+            tensors[f"opt.{pid}.exp_avg"] = stt["exp_avg"].contiguous()
+            tensors[f"opt.{pid}.exp_avg_sq"] = stt["exp_avg_sq"].contiguous()
+        write_bytes_atomic(out / "state.safetensors", st.save(tensors))
+        write_bytes_atomic(state_json, json.dumps({"step": step, "elapsed_s": elapsed, "train_config": asdict(cfg),
+                                                    "rng": rng.bit_generator.state}).encode())
+        save_depthnet(net, out / "depthnet.safetensors",
+                      {"steps": step, "seconds": round(elapsed, 1), "train_config": asdict(cfg), "data": str(data),
+                       "train_views": len(imgs)} | (summary or {}))
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, desc="train depth", unit="step")
+    log = open(out / "log.jsonl", "a")
+    net.train()
+    ema = None
+    try:
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * sched(step)
+            idx = rng.choice(len(imgs), size=min(cfg.batch, len(imgs)), replace=False)
+            x, y = imgs[idx].copy(), depth[idx].copy()
+            for j, i in enumerate(idx):
+                if cfg.photo_aug and rng.random() < 0.5:
+                    x[j] = _photo_augment(x[j], masks[i], rng)
+                if rng.random() < 0.5:
+                    x[j], y[j] = x[j][:, ::-1], y[j][:, :, ::-1]
+            xt = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2) * 2 - 1
+            yt = torch.from_numpy(np.ascontiguousarray(y))
+            pred = net(xt)
+            loss = depth_l1(pred, yt)
+            if cfg.relative_weight:
+                loss = loss + cfg.relative_weight * shift_invariant_l1(pred, yt)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            elapsed += time.perf_counter() - t0
+            lv = float(loss.detach())
+            ema = lv if ema is None else 0.98 * ema + 0.02 * lv
+            if bar:
+                bar.update(1)
+                bar.set_postfix(l1=f"{ema:.4f}")
+            rec = {"step": step, "l1": lv, "l1_ema": ema, "elapsed_s": round(elapsed, 1)} \
+                if step % cfg.log_every == 0 else None
+            if step % cfg.val_every == 0:
+                rec = (rec or {"step": step}) | validate()
+            if rec:
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+            if step % cfg.ckpt_every == 0:
+                checkpoint()
+        summary = {"steps": step, "seconds": round(elapsed, 1), "load_seconds": round(t_load, 1),
+                   "train_views": len(imgs)} | validate()
+    except BaseException:  # interrupted: keep what was trained, resume later
+        checkpoint()
+        raise
+    finally:
+        log.close()
+        if bar:
+            bar.close()
+    checkpoint(summary)
+    return summary
