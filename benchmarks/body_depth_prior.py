@@ -8,11 +8,15 @@ On the test split (held-out subjects), view 0 of each subject (the single view
 - ``oracle``: the solid between the *ray-cast* front and back depth maps at ``--size`` px
   (``infer.depth_hull``): the best a front/back depth representation can do at that resolution
   (hidden concavities between the two surfaces count as inside);
+- ``oracle_thickness``: the ray-cast thickness (back - front) but the middle put at the subject's
+  centre: what a perfect thickness predictor that knows nothing of the middle would give;
+- ``oracle_offset``: the ray-cast maps shifted by their mean middle depth over the body's pixels:
+  the true shape at the wrong depth as a whole, the cost of the per-view depth offset alone;
 - ``slab``: a constant slab +-``--slab-cm`` around the subject's centre in the silhouette (a
   prior with no image reading at all);
 - ``depthnet`` (with ``--depthnet``): the solid between the depth net's predicted maps, and its
   depth errors (front/back, thickness, middle) in cm;
-- ``pifu`` (with ``--checkpoint``): the PIFu checkpoint's mesh, for comparison in the same run.
+- ``pifu:NAME`` (with ``--checkpoint``, repeatable): a PIFu checkpoint's mesh, same run.
 
 P2S / Chamfer in cm and normal consistency (``reconstruct.metrics``), means over subjects; one
 JSON line per method and a summary line.
@@ -35,7 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def emit(d: dict) -> None:
-    d = {"machine": f"{platform.machine()} {os.cpu_count()} cpus", "date": time.strftime("%Y-%m-%d"), **d}
+    from _machine import cpu_name
+
+    d = {"machine": f"{platform.machine()} {os.cpu_count()} cpus ({cpu_name()})", "date": time.strftime("%Y-%m-%d"), **d}
     print(json.dumps(d), flush=True)
 
 
@@ -43,7 +49,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--depthnet", type=Path, default=None)
-    ap.add_argument("--checkpoint", type=Path, default=None, help="a PIFu checkpoint to compare with")
+    ap.add_argument("--checkpoint", type=Path, action="append", default=[],
+                    help="a PIFu checkpoint to compare with (repeat for several)")
     ap.add_argument("--size", type=int, default=128, help="depth-map size of the oracle")
     ap.add_argument("--slab-cm", type=float, default=10.0)
     ap.add_argument("--resolution", type=int, default=256)
@@ -62,14 +69,14 @@ def main() -> None:
         from reconstruct.body.depth_train import depth_errors_cm, load_depthnet, predict
 
         net = load_depthnet(args.depthnet)
-    pifu = None
+    pifus = {}
     if args.checkpoint:
         from reconstruct.body.train import load_model
 
-        pifu = load_model(args.checkpoint)
+        pifus = {f"pifu:{p.name}": load_model(p) for p in args.checkpoint}
     ds = BodyDataset(args.data, args.split)
     ids = ds.ids[:args.max_subjects] if args.max_subjects else ds.ids
-    rows = {k: [] for k in ("oracle", "slab", "depthnet", "pifu")}
+    rows = {k: [] for k in ("oracle", "oracle_thickness", "oracle_offset", "slab", "depthnet")}
     derr = []
     t0 = time.perf_counter()
     for sid in ids:
@@ -77,6 +84,11 @@ def main() -> None:
         _, mask, cam = ds.view(sid, 0)
         d = ds.depths(sid, args.size)[0]
         rows["oracle"].append(surface_metrics(depth_hull(d[0], d[1], mask, cam, resolution=args.resolution).mesh, gt))
+        half = 0.5 * (d[1] - d[0])
+        rows["oracle_thickness"].append(surface_metrics(depth_hull(-half, half, mask, cam, resolution=args.resolution).mesh, gt))
+        mid = (0.5 * (d[0] + d[1]))[d[2] > 0.5].mean()
+        rows["oracle_offset"].append(surface_metrics(
+            depth_hull(d[0] - mid, d[1] - mid, mask, cam, resolution=args.resolution).mesh, gt))
         t = args.slab_cm / 100 / cam.half_height
         flat = np.full_like(d[0], t)
         rows["slab"].append(surface_metrics(depth_hull(-flat, flat, mask, cam, resolution=args.resolution).mesh, gt))
@@ -88,11 +100,11 @@ def main() -> None:
             derr.append(depth_errors_cm(pred[None], small.depths(sid, S)[:1], np.array([cam_s.half_height])))
             rec = depth_hull(pred[0], pred[1], m_s, cam, resolution=args.resolution)
             rows["depthnet"].append(surface_metrics(rec.mesh, gt))
-        if pifu is not None:
+        for name, pifu in pifus.items():
             pds = BodyDataset(args.data, args.split, image_size=pifu.cfg.image_size)
             img_p, _, cam_p = pds.view(sid, 0)
             rec = reconstruct_views(pifu, img_p[None], [cam_p], resolution=args.resolution, colour=False)
-            rows["pifu"].append(surface_metrics(rec.mesh, gt))
+            rows.setdefault(name, []).append(surface_metrics(rec.mesh, gt))
         ds._cache.clear()
     summary = {}
     for k, rs in rows.items():
@@ -106,7 +118,7 @@ def main() -> None:
     emit({"bench": "body_depth_prior", "split": args.split, "subjects": len(ids), "size": args.size,
           "resolution": args.resolution, "seconds": round(time.perf_counter() - t0, 1),
           "depthnet": args.depthnet.name if args.depthnet else None,
-          "checkpoint": args.checkpoint.name if args.checkpoint else None, "summary": summary})
+          "checkpoints": [p.name for p in args.checkpoint], "summary": summary})
 
 
 if __name__ == "__main__":

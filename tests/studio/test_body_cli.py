@@ -129,3 +129,18 @@ def test_grayscale_and_16bit_photos_are_accepted(person, home, tmp_path, tiny_ck
     else:
         assert_clean_error(p, "reconstruction failed")
         assert_no_partial(out, set())
+
+
+def test_train_depth_and_depthnet_bad_input(home, tmp_path):
+    """`body train-depth` on a folder that is no dataset, bad sizes; `body train --depthnet` with a
+    file that is not a depth net, or together with --depth-head: one clear line each."""
+    p = run_cli(["body", "train-depth", tmp_path, "-o", tmp_path / "run"], home)
+    assert_clean_error(p, "not a dataset folder")
+    p = run_cli(["body", "train-depth", tmp_path, "-o", tmp_path / "run", "--image-size", "100"], home)
+    assert_clean_error(p, "multiple of 16")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    p = run_cli(["body", "train", tmp_path, "-o", tmp_path / "run2", "--depthnet", bad], home)
+    assert_clean_error(p)
+    p = run_cli(["body", "train", tmp_path, "-o", tmp_path / "run3", "--depthnet", bad, "--depth-head"], home)
+    assert_clean_error(p, "exclude each other")
