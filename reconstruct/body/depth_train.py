@@ -58,20 +58,10 @@ def save_depthnet(net, path: Path, extra: dict | None = None) -> None:
 def load_depthnet(path: Path):
     """A DepthNet from its weights file; clear errors for missing, corrupt or foreign files."""
     require("torch")
-    st = require("safetensors")
+    from ._runstate import read_weights
     from .depthnet import DepthNet, DepthNetConfig
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"depth-net weights {path} do not exist")
-    try:
-        with st.safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable safetensors file ({str(e).splitlines()[0]})") from None
-    if meta.get("schema") != WEIGHTS_SCHEMA:
-        raise ValueError(f"{path} is not a dhstudio depth-net checkpoint (schema {meta.get('schema')!r})")
+    meta, tensors = read_weights(Path(path), WEIGHTS_SCHEMA, "depth-net")
     try:
         cfg = DepthNetConfig.from_dict(json.loads(meta["config"]))
         net = DepthNet(cfg)
@@ -120,7 +110,7 @@ def predict(net, images: np.ndarray, batch: int = 32) -> np.ndarray:
 
 def train_depthnet(data: Path, out: Path, cfg: DepthTrainConfig | None = None, *, progress: bool = True) -> dict:
     torch = require("torch")
-    st = require("safetensors.torch")
+    from ._runstate import load_state, save_state
     from .data import BodyDataset, _photo_augment
     from .depthnet import DepthNet, DepthNetConfig, depth_l1, shift_invariant_l1
 
@@ -142,23 +132,9 @@ def train_depthnet(data: Path, out: Path, cfg: DepthTrainConfig | None = None, *
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step, elapsed = 0, 0.0
     rng = np.random.default_rng(cfg.seed)
-    state_json = out / "state.json"
-    if state_json.is_file():
-        s = json.loads(state_json.read_text())
-        same = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k != "threads"}))
-        if {k: v for k, v in s.get("train_config", {}).items() if k != "threads"} != same:
-            raise ValueError(f"{out} holds a run with another configuration; use a new folder")
-        tensors = st.load_file(str(out / "state.safetensors"))
-        net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        osd = opt.state_dict()
-        for pid in range(len(osd["param_groups"][0]["params"])):
-            if f"opt.{pid}.exp_avg" in tensors:
-                osd["state"][pid] = {"step": torch.tensor(float(s["step"])), "exp_avg": tensors[f"opt.{pid}.exp_avg"],
-                                     "exp_avg_sq": tensors[f"opt.{pid}.exp_avg_sq"]}
-        opt.load_state_dict(osd)
-        step, elapsed = int(s["step"]), float(s["elapsed_s"])
-        rng = np.random.default_rng()
-        rng.bit_generator.state = s["rng"]
+    resumed = load_state(out, net, opt, cfg)
+    if resumed:
+        step, elapsed, rng = resumed
     sched = lambda k: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(k, cfg.steps) / cfg.steps))  # noqa: E731
 
     def validate() -> dict:
@@ -170,13 +146,7 @@ def train_depthnet(data: Path, out: Path, cfg: DepthTrainConfig | None = None, *
         return {f"val_{k}": v for k, v in r.items()}
 
     def checkpoint(summary: dict | None = None):
-        tensors = {f"model.{k}": v.detach().contiguous() for k, v in net.state_dict().items()}
-        for pid, stt in opt.state_dict()["state"].items():
-            tensors[f"opt.{pid}.exp_avg"] = stt["exp_avg"].contiguous()
-            tensors[f"opt.{pid}.exp_avg_sq"] = stt["exp_avg_sq"].contiguous()
-        write_bytes_atomic(out / "state.safetensors", st.save(tensors))
-        write_bytes_atomic(state_json, json.dumps({"step": step, "elapsed_s": elapsed, "train_config": asdict(cfg),
-                                                    "rng": rng.bit_generator.state}).encode())
+        save_state(out, net, opt, step, elapsed, cfg, rng)
         save_depthnet(net, out / "depthnet.safetensors",
                       {"steps": step, "seconds": round(elapsed, 1), "train_config": asdict(cfg), "data": str(data),
                        "train_views": len(imgs)} | (summary or {}))

@@ -110,20 +110,11 @@ def save_weights(model, path: Path, extra: dict | None = None) -> None:
 def load_model(path: Path, device: str = "cpu"):
     """A PIFu from a weights file; clear errors for missing, corrupt or foreign checkpoints."""
     require("torch")
-    st = require("safetensors")
+    from ._runstate import read_weights
     from .model import PIFu, PIFuConfig
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        with st.safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable safetensors checkpoint ({str(e).splitlines()[0]})") from None
-    if meta.get("schema") != WEIGHTS_SCHEMA:
-        raise ValueError(f"{path} is not a dhstudio PIFu checkpoint (schema {meta.get('schema')!r})")
+    meta, tensors = read_weights(path, WEIGHTS_SCHEMA, "PIFu")
     try:
         cfg = PIFuConfig.from_dict(json.loads(meta["config"]))
     except (KeyError, ValueError, TypeError) as e:
@@ -205,7 +196,7 @@ def evaluate_occupancy(model, ds, n_subjects: int = 8, seed: int = 123, n_points
 def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bool = True) -> dict:
     """Train (or resume) into ``out``. Returns the final summary."""
     torch = require("torch")
-    st = require("safetensors.torch")
+    from ._runstate import load_state, save_state
     from .data import BodyDataset
     from .model import PIFu, PIFuConfig
 
@@ -246,35 +237,14 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, elapsed = 0, 0.0
     rng = np.random.default_rng(cfg.seed)
-    state_json = out / "state.json"
-    if state_json.is_file():  # resume
-        s = json.loads(state_json.read_text())
-        same = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k != "threads"}))  # tuples -> lists
-        if {k: v for k, v in s.get("train_config", {}).items() if k != "threads"} != same:
-            raise ValueError(f"{out} holds a run with another configuration; use a new folder")
-        tensors = st.load_file(str(out / "state.safetensors"))
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        osd = opt.state_dict()
-        for pid in range(len(osd["param_groups"][0]["params"])):
-            if f"opt.{pid}.exp_avg" in tensors:
-                osd["state"][pid] = {"step": torch.tensor(float(s["step"])),
-                                     "exp_avg": tensors[f"opt.{pid}.exp_avg"],
-                                     "exp_avg_sq": tensors[f"opt.{pid}.exp_avg_sq"]}
-        opt.load_state_dict(osd)
-        step, elapsed = int(s["step"]), float(s["elapsed_s"])
-        rng = np.random.default_rng()
-        rng.bit_generator.state = s["rng"]
+    resumed = load_state(out, model, opt, cfg)
+    if resumed:
+        step, elapsed, rng = resumed
     depth_size = size // 4 if mcfg.depth_head else 0  # the feature maps' size
     sched = lambda k: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(k, cfg.steps) / cfg.steps))  # noqa: E731
 
     def checkpoint():
-        tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-        for pid, stt in opt.state_dict()["state"].items():
-            tensors[f"opt.{pid}.exp_avg"] = stt["exp_avg"].contiguous()
-            tensors[f"opt.{pid}.exp_avg_sq"] = stt["exp_avg_sq"].contiguous()
-        write_bytes_atomic(out / "state.safetensors", st.save(tensors))
-        write_bytes_atomic(state_json, json.dumps({"step": step, "elapsed_s": elapsed, "train_config": asdict(cfg),
-                                                    "rng": rng.bit_generator.state}).encode())
+        save_state(out, model, opt, step, elapsed, cfg, rng)
         save_weights(model, out / "model.safetensors", {"steps": step, "seconds": round(elapsed, 1),
                                                         "train_config": asdict(cfg), "data": str(data),
                                                         "train_subjects": len(ds)})

@@ -18,7 +18,7 @@ try:
 except MissingExtra as e:  # pragma: no cover
     pytest.skip(f"open3d unusable: {e}", allow_module_level=True)
 
-from reconstruct.body.data import BodyDataset, build_dataset  # noqa: E402
+from reconstruct.body.data import BodyDataset  # noqa: E402
 from reconstruct.body.depth_train import (  # noqa: E402
     DepthTrainConfig,
     depth_errors_cm,
@@ -31,16 +31,9 @@ from reconstruct.body.depth_train import (  # noqa: E402
 from reconstruct.body.depthnet import DepthNet, DepthNetConfig, depth_l1, shift_invariant_l1  # noqa: E402
 from reconstruct.body.train import TrainConfig, load_model, train  # noqa: E402
 
-from .test_data_train import TINY_CFG, capsule_person  # noqa: E402
+from .test_data_train import tiny_dataset  # noqa: E402,F401  (the module-scoped capsule dataset)
 
 SMALL = DepthNetConfig(image_size=32, channels=(8, 16, 16))
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ds")
-    build_dataset(out, TINY_CFG, progress=False, source=[(f"cap{i}", capsule_person(i)) for i in range(3)])
-    return out
 
 
 def test_depthnet_shapes_order_and_mask():
