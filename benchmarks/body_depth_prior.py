@@ -18,8 +18,9 @@ On the test split (held-out subjects), view 0 of each subject (the single view
   depth errors (front/back, thickness, middle) in cm;
 - ``pifu:NAME`` (with ``--checkpoint``, repeatable): a PIFu checkpoint's mesh, same run.
 
-P2S / Chamfer in cm and normal consistency (``reconstruct.metrics``), means over subjects; one
-JSON line per method and a summary line.
+P2S / Chamfer in cm and normal consistency (``reconstruct.metrics``), means over subjects, and
+per pose family (``by_pose``: 'random' = full-range random joint angles, else the BVH or rest pose
+the subject's pose was jittered from); one JSON line per method and a summary line.
 """
 
 from __future__ import annotations
@@ -78,9 +79,11 @@ def main() -> None:
     ids = ds.ids[:args.max_subjects] if args.max_subjects else ds.ids
     rows = {k: [] for k in ("oracle", "oracle_thickness", "oracle_offset", "slab", "depthnet")}
     derr = []
+    families = []  # pose family of each subject: 'random' (full-range joint angles) or the base pose
     t0 = time.perf_counter()
     for sid in ids:
         gt = trimesh.load(ds.subject(sid)["dir"] / "mesh.ply", force="mesh", process=False)
+        families.append(str(ds.subject(sid)["meta"].get("pose") or "unknown").split("+")[0])
         _, mask, cam = ds.view(sid, 0)
         d = ds.depths(sid, args.size)[0]
         rows["oracle"].append(surface_metrics(depth_hull(d[0], d[1], mask, cam, resolution=args.resolution).mesh, gt))
@@ -111,8 +114,13 @@ def main() -> None:
         if not rs:
             continue
         summary[k] = {m: round(float(np.mean([r[m] for r in rs])), 3) for m in ("p2s_cm", "chamfer_cm", "normal_consistency")}
+        by_pose = {}
+        for fam in sorted(set(families)):
+            sel = [r for r, f in zip(rs, families) if f == fam]
+            by_pose[fam] = {"subjects": len(sel), "p2s_cm": round(float(np.mean([r["p2s_cm"] for r in sel])), 2),
+                            "chamfer_cm": round(float(np.mean([r["chamfer_cm"] for r in sel])), 2)}
         emit({"bench": "body_depth_prior", "method": k, "subjects": len(rs), **summary[k],
-              "per_subject_p2s": [round(r["p2s_cm"], 2) for r in rs]})
+              "per_subject_p2s": [round(r["p2s_cm"], 2) for r in rs], "by_pose": by_pose})
     if derr:
         summary["depthnet_errors_cm"] = {k: round(float(np.mean([e[k] for e in derr])), 2) for k in derr[0]}
     emit({"bench": "body_depth_prior", "split": args.split, "subjects": len(ids), "size": args.size,
