@@ -76,6 +76,8 @@ def main() -> None:
 
         pifus = {f"pifu:{p.name}": load_model(p) for p in args.checkpoint}
     ds = BodyDataset(args.data, args.split)
+    small = BodyDataset(args.data, args.split, image_size=net.cfg.image_size) if net is not None else None
+    pds = {name: BodyDataset(args.data, args.split, image_size=m.cfg.image_size) for name, m in pifus.items()}
     ids = ds.ids[:args.max_subjects] if args.max_subjects else ds.ids
     rows = {k: [] for k in ("oracle", "oracle_thickness", "oracle_offset", "slab", "depthnet")}
     derr = []
@@ -97,18 +99,18 @@ def main() -> None:
         rows["slab"].append(surface_metrics(depth_hull(-flat, flat, mask, cam, resolution=args.resolution).mesh, gt))
         if net is not None:
             S = net.cfg.image_size
-            small = BodyDataset(args.data, args.split, image_size=S)
             img_s, m_s, cam_s = small.view(sid, 0)
             pred = predict(net, img_s[None])[0]
             derr.append(depth_errors_cm(pred[None], small.depths(sid, S)[:1], np.array([cam_s.half_height])))
             rec = depth_hull(pred[0], pred[1], m_s, cam, resolution=args.resolution)
             rows["depthnet"].append(surface_metrics(rec.mesh, gt))
         for name, pifu in pifus.items():
-            pds = BodyDataset(args.data, args.split, image_size=pifu.cfg.image_size)
-            img_p, _, cam_p = pds.view(sid, 0)
+            img_p, _, cam_p = pds[name].view(sid, 0)
             rec = reconstruct_views(pifu, img_p[None], [cam_p], resolution=args.resolution, colour=False)
             rows.setdefault(name, []).append(surface_metrics(rec.mesh, gt))
-        ds._cache.clear()
+        for d_ in (ds, small, *pds.values()):
+            if d_ is not None:
+                d_._cache.clear()
     summary = {}
     for k, rs in rows.items():
         if not rs:

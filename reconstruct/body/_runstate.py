@@ -1,5 +1,6 @@
-"""What the body trainers (PIFu, depth net) share: reading a weights file with its schema, and a run
-folder's resumable state (weights, Adam moments, step, elapsed time, RNG, config).
+"""What the body trainers (PIFu, depth net) share: writing and reading a weights file with its
+schema, the learning-rate schedule, and a run folder's resumable state (weights, Adam moments,
+step, elapsed time, RNG, config).
 
 State layout: ``state.safetensors`` (``model.<name>`` and ``opt.<param id>.exp_avg`` /
 ``exp_avg_sq`` tensors) + ``state.json`` (step, elapsed_s, train_config, rng), written atomically.
@@ -33,6 +34,18 @@ def read_weights(path: Path, schema: str, what: str) -> tuple[dict, dict]:
     if meta.get("schema") != schema:
         raise ValueError(f"{path} is not a dhstudio {what} checkpoint (schema {meta.get('schema')!r})")
     return meta, tensors
+
+
+def write_weights(path: Path, module, meta: dict) -> None:
+    """``module``'s tensors (on the CPU) with ``meta`` (str values) as one safetensors file (atomic)."""
+    st = require("safetensors.torch")
+    tensors = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    write_bytes_atomic(Path(path), st.save(tensors, metadata=meta))
+
+
+def cosine_lr(step: int, steps: int) -> float:
+    """Learning-rate factor: cosine decay from 1 to 5 % over ``steps``, then 5 %."""
+    return 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(step, steps) / steps))
 
 
 def _comparable(cfg) -> dict:

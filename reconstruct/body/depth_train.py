@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from .._deps import require
-from .._io import write_bytes_atomic
 
 WEIGHTS_SCHEMA = "dhstudio.body-depthnet-weights/1"
 
@@ -47,12 +46,12 @@ class DepthTrainConfig:
 
 
 def save_depthnet(net, path: Path, extra: dict | None = None) -> None:
-    st = require("safetensors.torch")
+    from ._runstate import write_weights
+
     meta = {"schema": WEIGHTS_SCHEMA, "config": net.cfg.to_json()}
     if extra:
         meta["training"] = json.dumps(extra, sort_keys=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-    write_bytes_atomic(Path(path), st.save(tensors, metadata=meta))
+    write_weights(path, net, meta)
 
 
 def load_depthnet(path: Path):
@@ -110,7 +109,7 @@ def predict(net, images: np.ndarray, batch: int = 32) -> np.ndarray:
 
 def train_depthnet(data: Path, out: Path, cfg: DepthTrainConfig | None = None, *, progress: bool = True) -> dict:
     torch = require("torch")
-    from ._runstate import load_state, save_state
+    from ._runstate import cosine_lr, load_state, save_state
     from .data import BodyDataset, _photo_augment
     from .depthnet import DepthNet, DepthNetConfig, depth_l1, shift_invariant_l1
 
@@ -135,7 +134,6 @@ def train_depthnet(data: Path, out: Path, cfg: DepthTrainConfig | None = None, *
     resumed = load_state(out, net, opt, cfg)
     if resumed:
         step, elapsed, rng = resumed
-    sched = lambda k: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(k, cfg.steps) / cfg.steps))  # noqa: E731
 
     def validate() -> dict:
         if vimgs is None:
@@ -163,7 +161,7 @@ def train_depthnet(data: Path, out: Path, cfg: DepthTrainConfig | None = None, *
         while step < cfg.steps:
             t0 = time.perf_counter()
             for g in opt.param_groups:
-                g["lr"] = cfg.lr * sched(step)
+                g["lr"] = cfg.lr * cosine_lr(step, cfg.steps)
             idx = rng.choice(len(imgs), size=min(cfg.batch, len(imgs)), replace=False)
             x, y = imgs[idx].copy(), depth[idx].copy()
             for j, i in enumerate(idx):

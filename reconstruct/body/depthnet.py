@@ -139,7 +139,3 @@ def shift_invariant_l1(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     n = hit.sum((1, 2, 3)).clamp_min(1.0)
     off = ((gt[:, :2] - pred) * hit).sum((1, 2, 3)) / (2 * n)
     return depth_l1(pred + off.view(-1, 1, 1, 1), gt)
-
-
-def count_parameters(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())

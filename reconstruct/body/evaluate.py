@@ -31,12 +31,9 @@ def _depth_error_cm(model, ds, sid: str, k: int, img: np.ndarray, cam) -> dict:
     with torch.no_grad():
         x = torch.from_numpy(img).permute(2, 0, 1)[None, None] * 2 - 1
         pred = model.depth_maps(model.encode(x))[-1][0].numpy()
-    hit = gt[2] > 0.5
-    cm = cam.half_height * 100
-    p, g = pred[:, hit], gt[:2, hit]
-    return {"depth_l1_cm": float(np.abs(p - g).mean() * cm),
-            "thickness_l1_cm": float(np.abs((p[1] - p[0]) - (g[1] - g[0])).mean() * cm),
-            "middle_l1_cm": float(np.abs((p[1] + p[0]) - (g[1] + g[0])).mean() * cm / 2)}
+    from .depth_train import depth_errors_cm
+
+    return depth_errors_cm(pred[None], gt[None], np.array([cam.half_height]))
 
 
 def evaluate(model, data: Path, *, split: str = "test", views=(1,), resolution: int = 256,

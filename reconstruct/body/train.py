@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from .._deps import require
-from .._io import write_bytes_atomic
 
 WEIGHTS_SCHEMA = "dhstudio.pifu-weights/1"
 
@@ -98,13 +97,13 @@ RAY_TARGET = 0.6  # hinge of the ray-coverage loss (the surface is the 0.5 level
 
 def save_weights(model, path: Path, extra: dict | None = None) -> None:
     """Weights + config in one safetensors file (atomic)."""
-    st = require("safetensors.torch")
+    from ._runstate import write_weights
+
     meta = {"schema": WEIGHTS_SCHEMA, "config": model.cfg.to_json(),
             "with_colour": json.dumps(bool(model.with_colour))}
     if extra:
         meta["training"] = json.dumps(extra, sort_keys=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    write_bytes_atomic(Path(path), st.save(tensors, metadata=meta))
+    write_weights(path, model, meta)
 
 
 def load_model(path: Path, device: str = "cpu"):
@@ -196,7 +195,7 @@ def evaluate_occupancy(model, ds, n_subjects: int = 8, seed: int = 123, n_points
 def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bool = True) -> dict:
     """Train (or resume) into ``out``. Returns the final summary."""
     torch = require("torch")
-    from ._runstate import load_state, save_state
+    from ._runstate import cosine_lr, load_state, save_state
     from .data import BodyDataset
     from .model import PIFu, PIFuConfig
 
@@ -241,7 +240,6 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
     if resumed:
         step, elapsed, rng = resumed
     depth_size = size // 4 if mcfg.depth_head else 0  # the feature maps' size
-    sched = lambda k: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(k, cfg.steps) / cfg.steps))  # noqa: E731
 
     def checkpoint():
         save_state(out, model, opt, step, elapsed, cfg, rng)
@@ -261,7 +259,7 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
         while step < cfg.steps:
             t0 = time.perf_counter()
             for g in opt.param_groups:
-                g["lr"] = cfg.lr * sched(step)
+                g["lr"] = cfg.lr * cosine_lr(step, cfg.steps)
             n_views = min(int(rng.choice(cfg.view_mix)), cfg.max_views, len(ds.subject(ds.ids[0])["meta"]["views"]))
             idx = rng.choice(len(ds), size=min(cfg.batch, len(ds)), replace=False)
             img, uv, z, lab, cuv, cz, crgb, depth = _batch(ds, idx, rng, n_views, cfg, torch, depth_size)
