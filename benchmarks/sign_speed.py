@@ -68,10 +68,10 @@ def main() -> None:
         assert not r.found
 
     def verify_all():
-        from provenance.report import verify
+        import detect
 
-        v = verify(signed, registry=None)
-        assert v["label"] == "signed-generated-intact", v["label"]
+        v = detect.verify(signed, detect.VerifyOptions(registry=None))
+        assert v.label == "signed-generated-intact", v.label
 
     embed()
     sign()

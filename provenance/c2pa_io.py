@@ -16,18 +16,19 @@ Reading never touches the network: remote manifests are reported
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import c2pa
 
+from . import media
 from .errors import InputError, OutputError, SigningError
 from .keys import SigningIdentity
 from .manifest import (
@@ -37,7 +38,6 @@ from .manifest import (
     GenerationSpec,
     build_manifest_definition,
     decode_watermark_id,
-    file_sha256,
 )
 
 __all__ = [
@@ -81,48 +81,10 @@ _READ_ONLY_TYPES = {"image/tiff", "image/gif", "image/heic", "image/avif", "vide
 # --------------------------------------------------------------------------- media types
 
 
-def _sniff_bytes(head: bytes) -> str | None:
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head[:4] == b"RIFF" and len(head) >= 12:
-        if head[8:12] == b"WEBP":
-            return "image/webp"
-        if head[8:12] == b"WAVE":
-            return "audio/wav"
-        if head[8:12] == b"AVI ":
-            return "video/avi"
-        return None
-    if head[:4] == b"glTF":
-        return GLB_TYPE
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand == b"qt  ":
-            return "video/quicktime"
-        if brand in (b"M4A ", b"M4B "):
-            return "audio/mp4"
-        if brand in (b"heic", b"heix", b"mif1", b"msf1"):
-            return "image/heic"
-        if brand in (b"avif", b"avis"):
-            return "image/avif"
-        return "video/mp4"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "image/tiff"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if head[:4] == b"%PDF":
-        return "application/pdf"
-    if head[:4] == b"fLaC":
-        return "audio/flac"
-    return None
-
-
 def _sniff(path: Path) -> str | None:
     try:
-        with open(path, "rb") as f:
-            return _sniff_bytes(f.read(16))
-    except OSError:
+        return media.sniff_media_type(path)
+    except InputError:
         return None
 
 
@@ -497,32 +459,44 @@ def _read_with(reader_factory, res: ProvenanceResult, *, standalone: bool = Fals
     return res
 
 
-def _check_asset_hash(res: ProvenanceResult, asset: Path, store_json_assertion: dict | None) -> None:
+def _check_asset_hash(res: ProvenanceResult, asset_sha256: str, store_json_assertion: dict | None) -> None:
     if not store_json_assertion:
         return
     want = store_json_assertion.get("sha256")
     if not want:
         return
-    if file_sha256(asset) != want:
+    if asset_sha256 != want:
         if ASSET_HASH_MISMATCH not in res.failures:
             res.failures.append(ASSET_HASH_MISMATCH)
         res.state = "Invalid"
 
 
-def read_file(path: Path, *, trust_anchors: bytes | None = None) -> ProvenanceResult:
-    """Read and validate the C2PA provenance of ``path`` (offline).
+def find_sidecar(path: Path) -> Path | None:
+    """The external manifest store next to ``path`` (``<name>.c2pa``, else ``<stem>.c2pa``), if any."""
+    for sc in _sidecar_candidates(Path(path)):
+        if sc.is_file():
+            return sc
+    return None
 
-    Embedded manifest first; when there is none, an external store next to the
-    file (``<name>.c2pa``, or c2pa-rs's ``<stem>.c2pa``). Never raises for bad
-    content: problems land in ``error``.
+
+def read_bytes(
+    data: bytes,
+    *,
+    media_type: str | None,
+    name: str | os.PathLike | None = None,
+    sidecar: bytes | None = None,
+    sidecar_name: str | None = None,
+    trust_anchors: bytes | None = None,
+) -> ProvenanceResult:
+    """Read and validate the C2PA provenance of a file's bytes (offline).
+
+    Embedded manifest first; when there is none and ``sidecar`` (the bytes of an external store
+    found next to the file) is given, that store bound to ``data``. Never raises for bad content:
+    problems land in ``error``. ``name`` only lends its extension when the bytes have no known
+    magic (c2pa-rs then judges the bytes).
     """
-    path = Path(path)
     res = ProvenanceResult()
-    if not path.is_file():
-        res.error = {"code": "input.not_found", "message": f"{path}: no such file"}
-        return res
-    sniffed = _sniff(path)
-    fmt = sniffed or SUPPORTED.get(path.suffix.lower()) or None
+    fmt = media_type or (SUPPORTED.get(Path(name).suffix.lower()) if name else None)
     res.media_type = fmt
     try:
         ctx = _context(trust_anchors)
@@ -531,39 +505,47 @@ def read_file(path: Path, *, trust_anchors: bytes | None = None) -> ProvenanceRe
         return res
 
     if fmt != GLB_TYPE:
-        def embedded():
-            # a str stream: the Reader opens the file itself and closes it with the reader
-            return c2pa.Reader(fmt if fmt in _readable_types() else None, str(path), context=ctx)
-
-        _read_with(embedded, res)
-        if res.manifest_found or res.error or res.remote_url:
+        if fmt in _readable_types():
+            _read_with(lambda: c2pa.Reader(fmt, io.BytesIO(data), context=ctx), res)
+        else:
+            res.error = {"code": "input.unsupported",
+                         "message": f"c2pa-rs reads no manifest from {fmt or 'this unknown file type'}"}
+        if res.manifest_found or res.remote_url or (res.error and sidecar is None):
             return res
+        if res.error and res.error.get("code") == "input.unsupported":
+            res.error = None
 
-    for sc in _sidecar_candidates(path):
-        if sc.is_file():
+    if sidecar is not None:
+        res.error = None
+        res.sidecar = sidecar_name
+        res.manifest_bytes = sidecar
+        _read_with(lambda: c2pa.Reader(fmt or "application/octet-stream", io.BytesIO(data),
+                                       manifest_data=sidecar, context=ctx), res)
+        if res.manifest_found:
             try:
-                store_bytes = sc.read_bytes()
-            except OSError as e:
-                res.error = {"code": "input.unreadable", "message": _one_line(f"{sc}: {e}")}
-                return res
-            res.sidecar = str(sc)
-            res.manifest_bytes = store_bytes
-
-            def external(store_bytes=store_bytes):
-                return c2pa.Reader(fmt or "application/octet-stream", str(path),
-                                   manifest_data=store_bytes, context=ctx)
-
-            _read_with(external, res)
-            if res.manifest_found:
-                try:
-                    with c2pa.Reader("application/c2pa", io.BytesIO(store_bytes), context=ctx) as r:
-                        m = json.loads(r.json())
-                    am = (m.get("manifests") or {}).get(m.get("active_manifest")) or {}
-                    _check_asset_hash(res, path, _assertion(am, ASSET_HASH_LABEL))
-                except Exception:
-                    pass
-            return res
+                with c2pa.Reader("application/c2pa", io.BytesIO(sidecar), context=ctx) as r:
+                    m = json.loads(r.json())
+                am = (m.get("manifests") or {}).get(m.get("active_manifest")) or {}
+                _check_asset_hash(res, media.sha256_bytes(data), _assertion(am, ASSET_HASH_LABEL))
+            except Exception:
+                pass
     return res
+
+
+def read_file(path: Path, *, trust_anchors: bytes | None = None) -> ProvenanceResult:
+    """Read and validate the C2PA provenance of ``path`` (offline): the file is read once, its
+    sidecar store (``<name>.c2pa`` / ``<stem>.c2pa``) too, then :func:`read_bytes`."""
+    path = Path(path)
+    try:
+        snap = media.read_snapshot(path)
+        sc = find_sidecar(path)
+        sc_bytes = media.read_regular(sc, what="manifest store") if sc is not None else None
+    except InputError as e:
+        res = ProvenanceResult()
+        res.error = e.to_dict()
+        return res
+    return read_bytes(snap.data, media_type=snap.media_type, name=path, sidecar=sc_bytes,
+                      sidecar_name=str(sc) if sc is not None else None, trust_anchors=trust_anchors)
 
 
 _READABLE_CACHE: set | None = None
@@ -603,12 +585,20 @@ def read_manifest_store(manifest_bytes: bytes, *, trust_anchors: bytes | None = 
 # --------------------------------------------------------------------------- signing
 
 
-def _has_manifest(path: Path, fmt: str) -> bool:
-    """True when ``path`` carries a readable C2PA manifest (embedded or, for GLB, a sidecar)."""
+def has_manifest(path: Path, fmt: str) -> bool:
+    """True when ``path`` carries a C2PA manifest c2pa-rs can parse (embedded or, for GLB, a sidecar).
+
+    Only presence matters here (is the input an earlier signed version to keep as the parent?):
+    the read skips validation, so it costs a parse, not a full verification.
+    """
     if fmt == GLB_TYPE:
         return sidecar_path(path).is_file()
+    if fmt not in _readable_types():
+        return False
+    settings = c2pa_settings(None)
+    settings["verify"].update(verify_after_reading=False, verify_trust=False, verify_timestamp_trust=False)
     try:
-        ctx = _context(None)
+        ctx = c2pa.Context.from_dict(settings)
         with open(path, "rb") as f:
             r = c2pa.Reader(fmt, f, context=ctx)
             r.close()
@@ -652,12 +642,6 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def _tmp_in(dirpath: Path, name: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dirpath)
-    os.close(fd)
-    return Path(tmp)
-
-
 def sign_file(
     src: Path,
     dst: Path,
@@ -687,7 +671,7 @@ def sign_file(
         parent = Path(parent)
         if not parent.is_file():
             raise InputError(f"parent {parent}: no such file")
-    elif _has_manifest(src, fmt):
+    elif has_manifest(src, fmt):
         parent = src
     ingredients = [Path(p) for p in (spec.ingredients or [])]
     for p in ingredients:
@@ -713,7 +697,7 @@ def sign_file(
     ingredient_streams: list[tuple[dict, str, Path]] = []
     hashes: list[dict] = []
     for i, p in enumerate(ingredients):
-        digest = file_sha256(p)
+        digest = media.sha256_file(p)
         hashes.append({"title": p.name, "sha256": digest})
         ifmt = _sniff(p)
         entry = {
@@ -723,7 +707,7 @@ def sign_file(
             "format": ifmt or "application/octet-stream",
             "label": f"dhstudio-input-{i}",
         }
-        if ifmt and ifmt != GLB_TYPE and ifmt in _readable_types() and _has_manifest(p, ifmt):
+        if ifmt and ifmt != GLB_TYPE and ifmt in _readable_types() and has_manifest(p, ifmt):
             ingredient_streams.append((entry, ifmt, p))
         else:
             ingredient_defs.append(entry)
@@ -731,7 +715,7 @@ def sign_file(
     extra = []
     if fmt == GLB_TYPE:
         extra.append({"label": ASSET_HASH_LABEL,
-                      "data": {"alg": "sha256", "sha256": file_sha256(src), "size": src.stat().st_size}})
+                      "data": {"alg": "sha256", "sha256": media.sha256_file(src), "size": src.stat().st_size}})
     parent_label = "dhstudio-parent" if parent is not None else None
     try:
         definition = build_manifest_definition(
@@ -749,7 +733,7 @@ def sign_file(
             "title": parent.name,
             "relationship": "parentOf",
             "label": parent_label,
-            "metadata": {"io.dhstudio.sha256": file_sha256(parent)},
+            "metadata": {"io.dhstudio.sha256": media.sha256_file(parent)},
         }
         if parent_fmt == GLB_TYPE:
             # no C2PA embedding for GLB: the parent's manifest is its external store,
@@ -763,16 +747,15 @@ def sign_file(
             })
             definition["ingredients"].append(parent_json)
 
-    tmp = tmp_sidecar = None
     try:
-        tmp = _tmp_in(dst.parent, dst.name)
-        if fmt == GLB_TYPE:
-            tmp_sidecar = _tmp_in(dst.parent, dst.name + SIDECAR_SUFFIX)
-        try:
-            ctx = _context(None)
-            builder = c2pa.Builder(definition, context=ctx)
-        except c2pa.C2paError as e:
-            raise SigningError(f"cannot build the manifest: {_one_line(str(e))}") from None
+        ctx = _context(None)
+        builder = c2pa.Builder(definition, context=ctx)
+    except c2pa.C2paError as e:
+        raise SigningError(f"cannot build the manifest: {_one_line(str(e))}") from None
+    with contextlib.ExitStack() as stack:
+        # the sidecar's context is entered last, so it is renamed into place before the GLB
+        tmp = stack.enter_context(media.atomic_target(dst))
+        tmp_sidecar = stack.enter_context(media.atomic_target(sidecar_path(dst))) if fmt == GLB_TYPE else None
         with builder:
             if fmt == GLB_TYPE:
                 builder.set_no_embed()
@@ -800,8 +783,6 @@ def sign_file(
                 try:
                     with open(src, "rb") as fsrc, open(tmp, "w+b") as fdst:
                         store = builder.sign(signer, fmt, fsrc, fdst)
-                        fdst.flush()
-                        os.fsync(fdst.fileno())
                 except c2pa.C2paError as e:
                     msg = _one_line(str(e))
                     code = _error_code(msg)
@@ -815,24 +796,5 @@ def sign_file(
             # the signed output of a no-embed sign is the unchanged GLB; be sure of it
             if tmp.stat().st_size != src.stat().st_size:
                 shutil.copyfile(src, tmp)
-            with open(tmp_sidecar, "wb") as f:
-                f.write(store)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp_sidecar, 0o644)
-        os.chmod(tmp, 0o644)
-        if tmp_sidecar is not None:
-            os.replace(tmp_sidecar, sidecar_path(dst))
-            tmp_sidecar = None
-        os.replace(tmp, dst)
-        tmp = None
-        return bytes(store)
-    except OSError as e:
-        raise OutputError(f"cannot write {dst}: {e.strerror or e}") from None
-    finally:
-        for t in (tmp, tmp_sidecar):
-            if t is not None:
-                try:
-                    os.unlink(t)
-                except OSError:
-                    pass
+            tmp_sidecar.write_bytes(store)
+    return bytes(store)

@@ -60,3 +60,23 @@ class WatermarkError(DhsError):
     """Watermark embedding or decoding could not run on this input."""
 
     code = "watermark.failed"
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text) -> str:
+    """``text`` safe to print on a terminal: control characters (C0, DEL, C1, ESC sequences) and
+    the bidirectional-override and line-separator code points are escaped (``\\n``, ``\\x1b``,
+    ``\\u202e``), so a file name or a certificate field cannot forge lines or colours."""
+    s = str(text)
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if o < 0x20 or o == 0x7F or 0x80 <= o < 0xA0:
+            out.append(_ESCAPES.get(ch, f"\\x{o:02x}"))
+        elif 0x202A <= o <= 0x202E or 0x2066 <= o <= 0x2069 or o in (0x2028, 0x2029, 0x200E, 0x200F, 0x061C):
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)

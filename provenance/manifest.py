@@ -21,9 +21,10 @@ Assertions written:
 from __future__ import annotations
 
 import base64
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .media import sha256_file
 
 __all__ = [
     "DIGITAL_SOURCE_TYPES",
@@ -39,7 +40,6 @@ __all__ = [
     "dhstudio_version",
     "encode_watermark_id",
     "decode_watermark_id",
-    "file_sha256",
 ]
 
 IPTC_DST_PREFIX = "http://cv.iptc.org/newscodes/digitalsourcetype/"
@@ -152,17 +152,6 @@ def decode_watermark_id(value) -> int | None:
     return None
 
 
-def file_sha256(path: Path, *, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
 def _software_agent() -> dict:
     return {"name": "dhstudio", "version": dhstudio_version()}
 
@@ -207,7 +196,7 @@ def ingredient_entry(path: Path, *, relationship: str = "inputTo", media_type: s
                      sha256: str | None = None) -> dict:
     """The ingredient definition for one input file (title, format, relationship, sha256)."""
     path = Path(path)
-    digest = sha256 or file_sha256(path)
+    digest = sha256 or sha256_file(path)
     entry = {
         "title": path.name,
         "relationship": relationship,
@@ -238,7 +227,7 @@ def build_manifest_definition(
     dst = digital_source_type_iri(spec.digital_source_type)
     if ingredient_hashes is None:
         ingredient_hashes = [
-            {"title": Path(p).name, "sha256": file_sha256(Path(p))} for p in spec.ingredients
+            {"title": Path(p).name, "sha256": sha256_file(Path(p))} for p in spec.ingredients
         ]
     agent = _software_agent()
     actions: list[dict] = []

@@ -13,8 +13,34 @@ import os
 import sys
 from pathlib import Path
 
+from provenance.media import wm_id_hex
+
 EXIT_USER = 2
 EXIT_INTERNAL = 3
+
+
+class Terminated(BaseException):
+    """SIGTERM / SIGHUP: unwind like Ctrl-C, so every temporary file and folder is removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, frame):
+    raise Terminated(signum)
+
+
+def _install_signal_handlers() -> None:
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            try:
+                signal.signal(sig, _on_signal)
+            except (ValueError, OSError):  # not the main thread
+                pass
 
 
 def _version() -> str:
@@ -88,6 +114,7 @@ def _parse_params(items: list[str]) -> dict:
 
 
 def cmd_sign(args) -> int:
+    from provenance.errors import printable
     from provenance.manifest import GenerationSpec
     from studio.pipelines.publish import publish
 
@@ -101,37 +128,37 @@ def cmd_sign(args) -> int:
         ingredients=[Path(p) for p in args.ingredient or []],
         training_mining=args.training_mining,
     )
-    for ing in spec.ingredients:
-        from provenance.report import check_input_path
+    from provenance.media import check_input_path
 
+    for ing in spec.ingredients:
         check_input_path(ing)
     res = publish(Path(args.input), Path(args.output), spec, watermark=not args.no_watermark,
                   passphrase=_read_passphrase(args))
     if res.identity_created:
         from provenance.keys import home_dir
 
-        print(f"dhstudio: notice: no signing identity found; created a local CA and signer in {home_dir() / 'keys'}",
+        print(f"dhstudio: notice: no signing identity found; created a local CA and signer in "
+              f"{printable(home_dir() / 'keys')}",
               file=sys.stderr)
     if args.json:
         print(json.dumps(res.to_dict()))
     else:
-        wm = f", watermark id {res.watermark_id:012x}" if res.watermark_id is not None else ", no watermark"
-        print(f"signed {res.path} ({res.media_type}{wm})")
+        wm = f", watermark id {wm_id_hex(res.watermark_id)}" if res.watermark_id is not None else ", no watermark"
+        print(f"signed {printable(res.path)} ({res.media_type}{wm})")
         if res.sidecar:
-            print(f"manifest written beside it: {res.sidecar}")
+            print(f"manifest written beside it: {printable(res.sidecar)}")
     return 0
 
 
 def cmd_verify(args) -> int:
-    from provenance.errors import InputError
-    from provenance.report import render_html, summary_text, verify
+    import detect
+    from detect.report import render_html, summary_text
+    from provenance import media
+    from provenance.errors import InputError, printable
 
     anchors = None
     if args.trust_anchors:
-        try:
-            anchors = Path(args.trust_anchors).read_bytes()
-        except OSError as e:
-            raise InputError(f"trust anchors {args.trust_anchors}: {e.strerror}", code="trust.unreadable") from None
+        anchors = media.read_regular(Path(args.trust_anchors), what="trust anchors")
         if b"-----BEGIN CERTIFICATE-----" not in anchors:
             raise InputError(f"trust anchors {args.trust_anchors}: no PEM certificate in the file", code="trust.invalid")
     registry = "default"
@@ -141,17 +168,17 @@ def cmd_verify(args) -> int:
         registry = Registry(args.registry)
     elif args.no_registry:
         registry = None
-    v = verify(Path(args.file), trust_anchors=anchors, use_default_anchors=not args.no_default_anchors, registry=registry)
+    v = detect.verify(Path(args.file), detect.VerifyOptions(trust_anchors=anchors,
+                                                             use_default_anchors=not args.no_default_anchors,
+                                                             registry=registry))
     if args.html:
-        from studio.pipelines.atomic import write_text_atomic
-
-        write_text_atomic(Path(args.html), render_html([v]))
+        media.write_atomic(Path(args.html), render_html([v]))
     if args.json:
-        print(json.dumps(v, default=str))
+        print(v.to_json())
     else:
         print(summary_text(v))
-    if v["label"] == "unreadable":
-        print(f"dhstudio: warning: {args.file}: {'; '.join(v['reasons'])}", file=sys.stderr)
+    if v.label == "unreadable":
+        print(f"dhstudio: warning: {printable(args.file)}: {printable('; '.join(v.reasons))}", file=sys.stderr)
     return 0
 
 
@@ -266,7 +293,7 @@ def cmd_body_reconstruct(args) -> int:
         if res.video_path:
             print(f"turntable: {res.video_path}")
         if res.watermark_ids:
-            print("signed and watermarked: " + ", ".join(f"{k} {v:012x}" for k, v in res.watermark_ids.items() if v))
+            print("signed and watermarked: " + ", ".join(f"{k} {wm_id_hex(v)}" for k, v in res.watermark_ids.items() if v))
         print(f"silhouette IoU with the input mask: {res.mask_iou:.3f}; times {res.seconds}")
     return 0
 
@@ -304,7 +331,7 @@ def cmd_head_render(args) -> int:
         what = f"{res.frames}-frame orbit" if res.frames > 1 or args.orbit else "still"
         print(f"head render: {res.path} ({what}, {res.width}x{res.height})")
         if res.signed:
-            wm = f", watermark id {res.watermark_id:012x}" if res.watermark_id is not None else ""
+            wm = f", watermark id {wm_id_hex(res.watermark_id)}" if res.watermark_id is not None else ""
             print(f"signed{wm}; checkpoint sha256 {res.weights_sha256}")
     return 0
 
@@ -320,7 +347,7 @@ def cmd_head_export_mesh(args) -> int:
     else:
         print(f"mesh: {res.path} ({res.vertices} vertices, {res.faces} faces)")
         if res.signed:
-            wm = f", watermark id {res.watermark_id:012x}" if res.watermark_id is not None else ""
+            wm = f", watermark id {wm_id_hex(res.watermark_id)}" if res.watermark_id is not None else ""
             print(f"signed{wm}; manifest beside it: {res.sidecar}")
     return 0
 
@@ -529,22 +556,26 @@ def main(argv: list[str] | None = None) -> int:
         return main_synth(argv[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    from provenance.errors import DhsError
+    from provenance.errors import DhsError, printable
 
+    _install_signal_handlers()
     try:
         return int(args.func(args) or 0)
     except DhsError as e:
-        print(f"dhstudio: error: {e.message}", file=sys.stderr)
+        print(f"dhstudio: error: {printable(e.message)}", file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:
         print("dhstudio: interrupted", file=sys.stderr)
         return 130
+    except Terminated as e:
+        print(f"dhstudio: terminated by signal {e.signum}; nothing was left half-written", file=sys.stderr)
+        return 128 + e.signum
     except BrokenPipeError:
         return 0
     except Exception as e:  # internal error: one line unless debugging
         if os.environ.get("DHSTUDIO_DEBUG"):
             raise
-        msg = str(e).splitlines()[0] if str(e) else ""
+        msg = printable(str(e).splitlines()[0]) if str(e) else ""
         print(f"dhstudio: internal error: {type(e).__name__}: {msg} (set DHSTUDIO_DEBUG=1 for details)",
               file=sys.stderr)
         return EXIT_INTERNAL

@@ -38,13 +38,13 @@ Only numpy at run time; trimesh (the ``body`` extra) is imported lazily by the f
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, OutputError, WatermarkError
+from ..media import write_atomic
 from . import _ecc
 from .image import DEFAULT_KEY, WatermarkResult, _check_id
 
@@ -362,18 +362,28 @@ def _format(path: Path) -> str:
     return fmt
 
 
-def _load(path: Path):
-    """Load a mesh file as a trimesh Scene or Trimesh, vertex order kept; InputError when bad."""
+_MEDIA_FORMATS = {"model/gltf-binary": "glb", "model/ply": "ply", "model/obj": "obj"}
+
+
+def _load(source, fmt: str | None = None):
+    """Load a mesh (a path, or bytes with its format) as a trimesh Scene or Trimesh, vertex order
+    kept; InputError when bad."""
     trimesh = _trimesh()
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"cannot read {path}: no such file")
-    fmt = _format(path)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if fmt is None:
+            raise InputError("mesh bytes need their format (glb, obj or ply)")
+        label, file_obj = f"{fmt.upper()} mesh", io.BytesIO(bytes(source))
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"cannot read {path}: no such file")
+        fmt = fmt or _format(path)
+        label, file_obj = str(path), str(path)
     try:
-        obj = trimesh.load(str(path), file_type=fmt, process=False, maintain_order=True)
+        obj = trimesh.load(file_obj, file_type=fmt, process=False, maintain_order=True)
     except Exception as e:  # trimesh raises many types on corrupt input
         msg = (str(e).splitlines() or [type(e).__name__])[0]
-        raise InputError(f"cannot decode mesh {path}: {msg}") from None
+        raise InputError(f"cannot decode mesh {label}: {msg}") from None
     return obj
 
 
@@ -414,30 +424,17 @@ def _world(parts) -> tuple[np.ndarray, np.ndarray, list[int]]:
     return np.concatenate(vs), np.concatenate(fs), sizes
 
 
-def decode_mesh_file(path, *, key: bytes = DEFAULT_KEY) -> WatermarkResult:
+def decode_mesh_file(source, *, media_type: str | None = None, key: bytes = DEFAULT_KEY) -> WatermarkResult:
     """Decode the mesh watermark from a GLB, OBJ or PLY file (all meshes of a scene, in world
-    coordinates). Unreadable, corrupt or empty files raise a one-line ``InputError``."""
-    path = Path(path)
-    v, f, _ = _world(_parts(_load(path)))
+    coordinates). ``source``: a path, or the file's bytes with ``media_type`` (model/gltf-binary,
+    model/ply, model/obj). Unreadable, corrupt or empty files raise a one-line ``InputError``."""
+    fmt = _MEDIA_FORMATS.get(media_type) if media_type else None
+    if media_type and fmt is None:
+        raise InputError(f"no mesh watermark for {media_type}")
+    v, f, _ = _world(_parts(_load(source, fmt)))
     if len(v) == 0 or len(f) == 0:
-        raise InputError(f"no triangle mesh in {path}")
+        raise InputError("no triangle mesh in " + (str(source) if isinstance(source, (str, Path)) else "the file"))
     return decode_vertices(v, f, key=key)
-
-
-def _write_atomic(dst: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".wm-", suffix=dst.suffix, dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, dst)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise OutputError(f"cannot write {dst}: {e.strerror or e}") from None
-        raise
 
 
 def embed_mesh_file(src, dst, wm_id: int, *, key: bytes = DEFAULT_KEY, **kw) -> dict:
@@ -473,7 +470,7 @@ def embed_mesh_file(src, dst, wm_id: int, *, key: bytes = DEFAULT_KEY, **kw) -> 
             mtl_name = dst.stem + ".mtl"
             text, files = trimesh.exchange.obj.export_obj(obj, return_texture=True, mtl_name=mtl_name)
             for name, data in (files or {}).items():
-                _write_atomic(dst.parent / name, data)
+                write_atomic(dst.parent / name, data)
             data = text.encode("utf-8")
         else:
             data = obj.export(file_type=fmt)
@@ -484,5 +481,5 @@ def embed_mesh_file(src, dst, wm_id: int, *, key: bytes = DEFAULT_KEY, **kw) -> 
     except Exception as e:
         msg = (str(e).splitlines() or [type(e).__name__])[0]
         raise OutputError(f"cannot export {dst}: {msg}") from None
-    _write_atomic(dst, data)
+    write_atomic(dst, data)
     return stats

@@ -10,7 +10,6 @@ complete (everything is written to a temporary folder next to them first).
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from provenance.errors import InputError, OutputError
+from provenance.media import sha256_file, wm_id_hex
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_CHECKPOINT = ASSETS / "pifu_small.safetensors"
@@ -41,16 +41,8 @@ class BodyResult:
     def to_dict(self) -> dict:
         return {"mesh": str(self.mesh_path), "video": str(self.video_path) if self.video_path else None,
                 "vertices": self.vertices, "faces": self.faces, "seconds": self.seconds,
-                "watermark_ids": {k: f"{v:012x}" for k, v in self.watermark_ids.items() if v is not None},
+                "watermark_ids": {k: wm_id_hex(v) for k, v in self.watermark_ids.items() if v is not None},
                 "mask_iou": self.mask_iou}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
 
 
 def load_photo(photo: Path, mask: Path | None = None) -> tuple[np.ndarray, np.ndarray, str]:
@@ -190,7 +182,7 @@ def reconstruct_body(photo: Path, out: Path, *, mask: Path | None = None, checkp
 
                 info = getattr(model, "training_info", {}) or {}
                 spec = GenerationSpec(model_name=f"dhstudio-pifu-{model.cfg.name}", model_version="1",
-                                      weights_sha256=_sha256(checkpoint),
+                                      weights_sha256=sha256_file(checkpoint),
                                       parameters={"resolution": resolution, "height_m": height_m,
                                                   "mask": how, "train_steps": info.get("steps")},
                                       digital_source_type="trainedAlgorithmicMedia",

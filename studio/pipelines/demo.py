@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -80,9 +79,10 @@ def _thumb(src: Path, dst: Path) -> Path | None:
 def run_demo(out: Path, *, quick: bool = False) -> dict:
     from provenance.manifest import GenerationSpec
     from provenance.registry import Registry
-    from provenance.report import render_html, summary_text, verify
+    import detect
+    from detect.report import render_html, summary_text
+    from provenance.media import wm_id_hex, write_atomic
     from reconstruct import procedural
-    from studio.pipelines.atomic import write_text_atomic
     from studio.pipelines.publish import publish
 
     out = Path(out).resolve()
@@ -114,7 +114,7 @@ def run_demo(out: Path, *, quick: bool = False) -> dict:
         print(f"[demo] notice: created a local signing CA and certificate in {home / 'keys'}")
     r_vid = publish(vid_in, out / "signed" / "clip.mp4", spec_vid, registry=registry)
     print(f"[demo] signed + watermarked both in {time.perf_counter() - t0:.1f} s "
-          f"(ids {r_img.watermark_id:012x}, {r_vid.watermark_id:012x})")
+          f"(ids {wm_id_hex(r_img.watermark_id)}, {wm_id_hex(r_vid.watermark_id)})")
 
     tampered = out / "signed" / "scene_tampered.png"
     _tamper_png(r_img.path, tampered)
@@ -137,15 +137,15 @@ def run_demo(out: Path, *, quick: bool = False) -> dict:
     verdicts = []
     images = {}
     for f in files:
-        v = verify(f, registry=registry)
+        v = detect.verify(f, detect.VerifyOptions(registry=registry))
         verdicts.append(v)
-        write_text_atomic(out / "verdicts" / (f.name + ".json"), json.dumps(v, indent=2, default=str))
+        write_atomic(out / "verdicts" / (f.name + ".json"), v.to_json(indent=2))
         th = _thumb(f, out / "thumbs" / (f.name + ".jpg"))
         if th:
             images[str(f)] = os.path.relpath(th, out)
         print(summary_text(v))
     report = out / "report.html"
-    write_text_atomic(report, render_html(verdicts, title="dhstudio demo: sign, strip, verify", images=images))
+    write_atomic(report, render_html(verdicts, title="dhstudio demo: sign, strip, verify", images=images))
 
     expected = {
         str(r_img.path): "signed-generated-intact",
@@ -156,7 +156,7 @@ def run_demo(out: Path, *, quick: bool = False) -> dict:
         str(img_in): "unsigned-unmarked",
         **expected_extra,
     }
-    ok = all(v["label"] == expected[v["file"]["path"]] for v in verdicts)
+    ok = all(v.label == expected[v.file.path] for v in verdicts)
     print()
     print("[demo] outputs:")
     for sub in ("inputs", "signed", "stripped", "body", "head", "verdicts"):
@@ -165,7 +165,7 @@ def run_demo(out: Path, *, quick: bool = False) -> dict:
         print(f"  {out / sub}")
     print(f"[demo] HTML report: {report}")
     print(f"[demo] {'all verdicts as expected' if ok else 'UNEXPECTED verdicts, see the report'}")
-    return {"verdicts": verdicts, "report": str(report), "ok": ok}
+    return {"verdicts": [v.to_dict() for v in verdicts], "report": str(report), "ok": ok}
 
 
 BODY_PHOTO = Path(__file__).resolve().parents[3] / "shared" / "data" / "body_photos" / "ryota.png"

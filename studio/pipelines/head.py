@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import math
 import re
 import shutil
@@ -35,6 +34,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from provenance.errors import InputError, OutputError
+from provenance.media import sha256_file, wm_id_hex
 
 MODEL_NAME = "dhstudio-head-nerf"
 MODEL_VERSION = "1"
@@ -44,14 +44,6 @@ EVAL_SPLITS = {"test": ("test_view", "test_expression"), "test_view": ("test_vie
                "test_expression": ("test_expression",)}
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _EXPR_SYNTAX = "expected NAME=WEIGHT[,NAME=WEIGHT...] with weights in [0, 1], e.g. jawOpen=0.8,eyeBlink_L=1"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
 
 
 def _one_line(e: BaseException) -> str:
@@ -357,7 +349,7 @@ class HeadRenderResult:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["path"] = str(self.path)
-        d["watermark_id"] = f"{self.watermark_id:012x}" if self.watermark_id is not None else None
+        d["watermark_id"] = wm_id_hex(self.watermark_id)
         return d
 
 
@@ -410,7 +402,7 @@ def render_avatar(ckpt: Path, capture: Path, out: Path, *, orbit: bool = False, 
     except OSError as e:
         raise OutputError(f"cannot write in {out.parent}: {e.strerror}", code="output.unwritable") from None
     wm_id = None
-    weights_sha = _sha256(ckpt_file)
+    weights_sha = sha256_file(ckpt_file)
     try:
         t0 = time.perf_counter()
         imgs = []
@@ -476,7 +468,7 @@ class HeadMeshResult:
         d = dataclasses.asdict(self)
         d["path"] = str(self.path)
         d["sidecar"] = str(self.sidecar) if self.sidecar else None
-        d["watermark_id"] = f"{self.watermark_id:012x}" if self.watermark_id is not None else None
+        d["watermark_id"] = wm_id_hex(self.watermark_id)
         return d
 
 
@@ -550,7 +542,7 @@ def export_avatar_mesh(ckpt: Path, capture: Path, out: Path, *, resolution: int 
         tmpdir = Path(tempfile.mkdtemp(prefix=".dhstudio-head-mesh-", dir=out.parent))
     except MissingExtra as err:
         raise InputError(str(err)) from None
-    weights_sha = _sha256(ckpt_file)
+    weights_sha = sha256_file(ckpt_file)
     wm_id, sidecar = None, None
     try:
         raw = export_mesh(mesh, tmpdir / ("raw" + suffix))

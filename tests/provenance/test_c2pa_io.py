@@ -14,6 +14,7 @@ from PIL import Image
 
 from provenance import c2pa_io, keys
 from provenance.c2pa_io import ProvenanceResult, media_type_of, read_file, read_manifest_store, sign_file
+from provenance.media import sha256_file
 from provenance.errors import InputError, OutputError, SigningError
 from provenance.manifest import (
     DIGITAL_SOURCE_TYPES,
@@ -22,7 +23,6 @@ from provenance.manifest import (
     build_manifest_definition,
     decode_watermark_id,
     encode_watermark_id,
-    file_sha256,
 )
 
 WM_ID = 0xA1B2C3D4E5F6
@@ -222,7 +222,7 @@ def test_sign_and_read_all_formats(ext, tmp_path, ident, input_photo):
     inputs = [i for i in r.ingredients if i["relationship"] == "inputTo"]
     assert len(inputs) == 1
     assert inputs[0]["title"] == "input_photo.jpg"
-    assert inputs[0]["sha256"] == file_sha256(input_photo)
+    assert inputs[0]["sha256"] == sha256_file(input_photo)
     assert r.signer["organization"] == "dhstudio local studio"
     assert "C2PA signer" in r.signer["common_name"]
     assert "Root CA" in (r.signer["issuer"] or "")
@@ -264,7 +264,7 @@ def test_resign_keeps_parent_chain(tmp_path, ident, input_photo):
     parents = [i for i in r.ingredients if i["relationship"] == "parentOf"]
     assert len(parents) == 1
     assert parents[0]["has_manifest"] and parents[0]["manifest_label"] == first.manifest_label
-    assert parents[0]["sha256"] == file_sha256(v1)
+    assert parents[0]["sha256"] == sha256_file(v1)
     assert [a["action"] for a in r.actions][:2] == ["c2pa.opened", "c2pa.edited"]
     assert r.digital_source_type == DIGITAL_SOURCE_TYPES["trainedAlgorithmicMedia"]
     assert r.soft_binding["id"] == WM_ID + 1

@@ -6,7 +6,7 @@ signingCredential.untrusted; our label must follow from that report.
 
 import pytest
 
-from provenance.report import verify
+import detect
 
 EXPECTED = {
     "C.jpg": "untrusted-signer",
@@ -34,13 +34,14 @@ EXPECTED = {
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_fixture_label(name, shared_data, dhs_home):
-    v = verify(shared_data / "c2pa_fixtures" / name, trust_anchors=None, use_default_anchors=False, registry=None)
-    assert v["label"] == EXPECTED[name], (v["label"], v["reasons"], v["provenance"])
-    assert v["reasons"]
+    v = detect.verify(shared_data / "c2pa_fixtures" / name,
+                      detect.VerifyOptions(use_default_anchors=False, registry=None))
+    assert v.label == EXPECTED[name], (v.label, v.reasons, v.provenance)
+    assert v.reasons
     if EXPECTED[name] == "untrusted-signer":
-        assert v["provenance"]["state"] == "Valid"
-        assert v["provenance"]["failures"] == ["signingCredential.untrusted"]
+        assert v.provenance.state == "Valid"
+        assert v.provenance.failures == ["signingCredential.untrusted"]
     if EXPECTED[name] == "signed-tampered":
-        assert v["provenance"]["state"] == "Invalid"
+        assert v.provenance.state == "Invalid"
     # no fixture carries our watermark: zero false detections on real photos
-    assert v["watermark"]["found"] is False
+    assert v.watermark.found is False
