@@ -7,6 +7,14 @@ Layout under ``home_dir()/keys``::
     signer.pem   the signing chain: leaf first, then the CA
     signer.key   the leaf private key (PKCS#8, encrypted when a passphrase is set)
 
+and ``home_dir()/.keys.lock`` (mode 0600, empty), the lock that makes creating
+or replacing an identity exclusive: writers (``init_keys``, ``import_keys``,
+``load_identity(create=True)`` when it creates) hold an exclusive ``flock`` on
+it while they check for an identity and write one; readers (``load_identity``,
+``trust_anchor_pem``) hold a shared one while they read the files, so they never
+see a half-written or half-replaced set. Concurrent first uses therefore make
+exactly one identity; the others load it.
+
 The leaf follows the C2PA certificate profile that c2pa-rs enforces: not
 self-signed, an O= and CN= subject, critical KeyUsage digitalSignature, an
 extended key usage of emailProtection plus the C2PA claim-signing OID, subject
@@ -19,10 +27,10 @@ logs them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +40,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
-from .errors import KeyStoreError
+from . import media
+from .errors import KeyStoreError, OutputError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no cross-process lock
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "KeyPaths",
@@ -51,6 +65,11 @@ PASSPHRASE_ENV = "DHSTUDIO_KEY_PASSPHRASE"
 HOME_ENV = "DHSTUDIO_HOME"
 #: id-kp-c2pa-claimSigning (C2PA 2.x certificate profile); c2pa-rs 0.91 accepts it.
 C2PA_CLAIM_SIGNING_OID = ObjectIdentifier("1.3.6.1.4.1.62558.2.1")
+
+#: The lock file, in the home (not in keys/, so nothing listing keys/ sees it).
+LOCK_NAME = ".keys.lock"
+
+DEFAULT_ORGANIZATION = "dhstudio local studio"
 
 CA_VALIDITY_DAYS = 3650
 LEAF_VALIDITY_DAYS = 730
@@ -108,20 +127,48 @@ def _resolve_home(home: Path | str | None) -> Path:
 
 def _atomic_write(path: Path, data: bytes, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        media.write_atomic(path, data, mode=mode)
+    except OutputError as e:
+        raise KeyStoreError(e.message, code="keys.unwritable") from None
+
+
+_NOFOLLOW_CLOEXEC = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+@contextlib.contextmanager
+def _keys_lock(paths: KeyPaths, *, exclusive: bool):
+    """Hold ``flock`` on ``home/.keys.lock``: exclusive to create/replace, shared to read.
+
+    A reader that cannot create the lock file (a read-only home) reads without
+    it; a writer that cannot lock raises a one-line KeyStoreError.
+    """
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    lock = paths.dir.parent / LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | _NOFOLLOW_CLOEXEC, 0o600)
+    except OSError as e:
+        fd = -1
+        if not exclusive:
+            try:
+                fd = os.open(lock, os.O_RDONLY | _NOFOLLOW_CLOEXEC)
+            except OSError:
+                fd = -1
+        if fd < 0:
+            if not exclusive:
+                yield
+                return
+            raise KeyStoreError(f"cannot open key lock {lock}: {e.strerror or e}") from None
+    try:
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError as e:
+            raise KeyStoreError(f"cannot lock {lock}: {e.strerror or e}") from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def _passphrase(passphrase: str | None) -> str | None:
@@ -275,7 +322,7 @@ def init_keys(
     home: Path | str | None = None,
     *,
     passphrase: str | None = None,
-    organization: str = "dhstudio local studio",
+    organization: str = DEFAULT_ORGANIZATION,
     force: bool = False,
 ) -> KeyPaths:
     """Create a local CA and a C2PA signing certificate under ``home/keys``.
@@ -287,21 +334,30 @@ def init_keys(
     if not organization or not organization.strip():
         raise KeyStoreError("organization must not be empty")
     paths = KeyPaths.under(_resolve_home(home))
-    if not force and (paths.signer_exists() or paths.ca_cert.exists() or paths.ca_key.exists()):
-        raise KeyStoreError(f"keys already exist in {paths.dir} (use --force to replace them)")
-    passphrase = _passphrase(passphrase)
+    with _keys_lock(paths, exclusive=True):
+        if not force and _any_key_exists(paths):
+            raise KeyStoreError(f"keys already exist in {paths.dir} (use --force to replace them)")
+        _write_new_identity(paths, _passphrase(passphrase), organization.strip())
+    return paths
+
+
+def _any_key_exists(paths: KeyPaths) -> bool:
+    return paths.signer_exists() or paths.ca_cert.exists() or paths.ca_key.exists()
+
+
+def _write_new_identity(paths: KeyPaths, passphrase: str | None, organization: str) -> None:
+    """Make and write a fresh CA + signer; the caller holds the exclusive lock."""
     paths.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(paths.dir, 0o700)
 
-    ca_key, ca_cert = _make_ca(organization.strip())
-    leaf_key, leaf_cert = _make_leaf(ca_key, ca_cert, organization.strip())
+    ca_key, ca_cert = _make_ca(organization)
+    leaf_key, leaf_cert = _make_leaf(ca_key, ca_cert, organization)
 
     # Keys first, certificates last: a half-written identity has no signer.pem.
     _atomic_write(paths.ca_key, _key_pem(ca_key, passphrase), 0o600)
     _atomic_write(paths.signer_key, _key_pem(leaf_key, passphrase), 0o600)
     _atomic_write(paths.ca_cert, _pem(ca_cert), 0o644)
     _atomic_write(paths.signer_cert, _pem(leaf_cert) + _pem(ca_cert), 0o644)
-    return paths
 
 
 # --------------------------------------------------------------------------- validation
@@ -515,6 +571,21 @@ def _chain_pem(certs: list[x509.Certificate]) -> bytes:
     return b"".join(_pem(c) for c in certs)
 
 
+def _read_identity_files(paths: KeyPaths) -> tuple[bytes, bytes]:
+    """(signer.pem, signer.key) bytes; the caller holds the lock (shared or exclusive)."""
+    if not paths.signer_cert.exists() and not paths.signer_key.exists():
+        raise KeyStoreError(
+            f"no signing identity in {paths.dir} (run `dhstudio keys init` or `dhstudio keys import`)"
+        )
+    for p in (paths.signer_cert, paths.signer_key):
+        if not p.exists():
+            raise KeyStoreError(f"signing identity incomplete: {p} is missing")
+    try:
+        return paths.signer_cert.read_bytes(), paths.signer_key.read_bytes()
+    except OSError as e:
+        raise KeyStoreError(f"cannot read signing identity: {e.strerror or e}") from None
+
+
 def load_identity(
     home: Path | str | None = None,
     *,
@@ -526,24 +597,23 @@ def load_identity(
     With ``create=True`` and no identity present, a new one is made first and
     ``identity.created`` is True. Every problem is a one-line KeyStoreError.
     """
-    home_p = _resolve_home(home)
-    paths = KeyPaths.under(home_p)
+    paths = KeyPaths.under(_resolve_home(home))
     created = False
-    if not paths.signer_cert.exists() and not paths.signer_key.exists():
-        if not create:
-            raise KeyStoreError(
-                f"no signing identity in {paths.dir} (run `dhstudio keys init` or `dhstudio keys import`)"
-            )
-        init_keys(home_p, passphrase=passphrase)
-        created = True
-    for p in (paths.signer_cert, paths.signer_key):
-        if not p.exists():
-            raise KeyStoreError(f"signing identity incomplete: {p} is missing")
-    try:
-        chain_pem = paths.signer_cert.read_bytes()
-        key_pem = paths.signer_key.read_bytes()
-    except OSError as e:
-        raise KeyStoreError(f"cannot read signing identity: {e.strerror or e}") from None
+    # Common case: an identity exists; read it under a shared lock.
+    with _keys_lock(paths, exclusive=False):
+        found = paths.signer_cert.exists() or paths.signer_key.exists()
+        if found or not create:
+            chain_pem, key_pem = _read_identity_files(paths)
+    if not found and create:
+        # First use: take the exclusive lock and look again; only the first
+        # creator creates, the others find (and load) what it made.
+        with _keys_lock(paths, exclusive=True):
+            if not paths.signer_cert.exists() and not paths.signer_key.exists():
+                if _any_key_exists(paths):
+                    raise KeyStoreError(f"keys already exist in {paths.dir} (use --force to replace them)")
+                _write_new_identity(paths, _passphrase(passphrase), DEFAULT_ORGANIZATION)
+                created = True
+            chain_pem, key_pem = _read_identity_files(paths)
     certs = _load_chain(chain_pem, str(paths.signer_cert))
     key = _load_key(key_pem, _passphrase(passphrase), str(paths.signer_key))
     _alg_for_key(key)
@@ -585,16 +655,18 @@ def import_keys(
     _trial_sign(_identity(certs, key, _chain_pem(certs)), str(cert_chain_path))
 
     paths = KeyPaths.under(_resolve_home(home))
-    if not force and (paths.signer_exists() or paths.ca_cert.exists()):
-        raise KeyStoreError(f"keys already exist in {paths.dir} (use --force to replace them)")
-    paths.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(paths.dir, 0o700)
-    _atomic_write(paths.signer_key, _key_pem(key, _passphrase(passphrase)), 0o600)
-    _atomic_write(paths.ca_cert, _pem(certs[-1]), 0o644)
-    _atomic_write(paths.signer_cert, _chain_pem(certs), 0o644)
-    if paths.ca_key.exists():
-        # a CA key from an earlier `init` does not belong to this chain
-        paths.ca_key.unlink()
+    key_pem = _key_pem(key, _passphrase(passphrase))
+    with _keys_lock(paths, exclusive=True):
+        if not force and (paths.signer_exists() or paths.ca_cert.exists()):
+            raise KeyStoreError(f"keys already exist in {paths.dir} (use --force to replace them)")
+        paths.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(paths.dir, 0o700)
+        _atomic_write(paths.signer_key, key_pem, 0o600)
+        _atomic_write(paths.ca_cert, _pem(certs[-1]), 0o644)
+        _atomic_write(paths.signer_cert, _chain_pem(certs), 0o644)
+        if paths.ca_key.exists():
+            # a CA key from an earlier `init` does not belong to this chain
+            paths.ca_key.unlink()
     return paths
 
 
@@ -605,11 +677,12 @@ def trust_anchor_pem(home: Path | str | None = None) -> bytes:
     ``import_keys``.
     """
     paths = KeyPaths.under(_resolve_home(home))
-    src = paths.ca_cert if paths.ca_cert.exists() else paths.signer_cert
-    if not src.exists():
-        raise KeyStoreError(f"no signing identity in {paths.dir} (run `dhstudio keys init`)")
-    try:
-        certs = _load_chain(src.read_bytes(), str(src))
-    except OSError as e:
-        raise KeyStoreError(f"cannot read {src}: {e.strerror or e}") from None
-    return _pem(certs[-1])
+    with _keys_lock(paths, exclusive=False):
+        src = paths.ca_cert if paths.ca_cert.exists() else paths.signer_cert
+        if not src.exists():
+            raise KeyStoreError(f"no signing identity in {paths.dir} (run `dhstudio keys init`)")
+        try:
+            data = src.read_bytes()
+        except OSError as e:
+            raise KeyStoreError(f"cannot read {src}: {e.strerror or e}") from None
+    return _pem(_load_chain(data, str(src))[-1])
