@@ -25,7 +25,7 @@ from .errors import InputError, OutputError
 
 __all__ = [
     "IMAGE_TYPES", "VIDEO_TYPES", "AUDIO_TYPES", "MESH_TYPES", "SIGNABLE_TYPES", "EXTENSIONS",
-    "SNIFF_BYTES", "DEFAULT_MAX_FILE_BYTES",
+    "SNIFF_BYTES",
     "sniff_bytes", "sniff_media_type", "sha256_bytes", "sha256_file", "check_input_path",
     "open_regular", "read_regular", "Snapshot", "read_snapshot", "max_file_bytes",
     "atomic_target", "write_atomic", "check_output_path", "wm_id_hex",
@@ -52,7 +52,6 @@ EXTENSIONS = {
 SIGNABLE_TYPES = frozenset(EXTENSIONS)
 
 SNIFF_BYTES = 4096  # enough for an ISO-BMFF ftyp box with its compatible brands
-DEFAULT_MAX_FILE_BYTES = 2 << 30  # 2 GiB: the most `verify` reads into memory (DHSTUDIO_MAX_FILE_BYTES)
 _MAX_SMALL_FILE = 16 << 20  # trust anchors, sidecars, passphrase files
 
 _HEIC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"}
@@ -229,17 +228,10 @@ def read_regular(path: str | os.PathLike, *, what: str | None = None, max_bytes:
 
 
 def max_file_bytes() -> int:
-    """``$DHSTUDIO_MAX_FILE_BYTES`` or :data:`DEFAULT_MAX_FILE_BYTES`."""
-    v = os.environ.get("DHSTUDIO_MAX_FILE_BYTES")
-    if v:
-        try:
-            n = int(v)
-            if n > 0:
-                return n
-        except ValueError:
-            pass
-        raise InputError(f"DHSTUDIO_MAX_FILE_BYTES must be a positive integer, got {v!r}", code="config.invalid")
-    return DEFAULT_MAX_FILE_BYTES
+    """The largest file ``verify`` reads: ``Limits.max_file_bytes`` ($DHSTUDIO_MAX_FILE_BYTES)."""
+    from .limits import current_limits
+
+    return current_limits().max_file_bytes
 
 
 @dataclass(frozen=True)
@@ -260,7 +252,7 @@ def read_snapshot(path: str | os.PathLike, *, max_bytes: int | None = None) -> S
     """Read ``path`` once (one open, one descriptor) into memory and sniff and hash those bytes.
 
     Raises InputError (one line) for anything that is not a readable regular file, and
-    ``limit.file_bytes`` for files larger than ``max_bytes`` (default :func:`max_file_bytes`).
+    ``limit.file_bytes`` for files larger than ``max_bytes`` (default ``Limits.max_file_bytes``).
     """
     path = Path(path)
     limit = max_file_bytes() if max_bytes is None else int(max_bytes)

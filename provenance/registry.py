@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from provenance.errors import RegistryError
+from provenance.media import wm_id_hex
 
 ID_BITS = 48
 SCHEMA_VERSION = 1
@@ -56,7 +57,7 @@ class Record:
         d = asdict(self)
         d.pop("manifest")
         d["manifest_bytes"] = len(self.manifest) if self.manifest else 0
-        d["wm_id_hex"] = f"{self.wm_id:012x}"
+        d["wm_id_hex"] = wm_id_hex(self.wm_id)
         return d
 
 

@@ -88,6 +88,8 @@ SUBPIXEL_MIN = 0.15
 SIGMA_INFORMED = 0.25  # perturbation (in median mark gains) the informed embedder plans for
 READ_NORM_SIGMA = 2.0  # working px: local-RMS window of reader (a)
 HP_SIGMA = 2.0  # working px
+STRIP_PIXELS = 1 << 23  # pixels per strip when large images are processed strip by strip (32 MB float32)
+KEEP_PIXELS = 1 << 24  # DeltaPlan keeps the unscaled pattern strips (<= 64 MB) of images up to this size
 NORM_SIGMA = 6.0  # working px
 
 
@@ -207,30 +209,121 @@ def informed_amplitudes(inter: np.ndarray, fx: float, fy: float, h: int, w: int,
     return amp
 
 
+def strip_rows(w: int) -> int:
+    """Rows per strip for an image ``w`` pixels wide (about STRIP_PIXELS pixels per strip)."""
+    return max(1, STRIP_PIXELS // max(1, int(w)))
+
+
+def strips(h: int, w: int):
+    """(y0, y1) row ranges covering an h x w image, STRIP_PIXELS pixels or so each."""
+    step = strip_rows(w)
+    for y0 in range(0, h, step):
+        yield y0, min(h, y0 + step)
+
+
+class DeltaPlan:
+    """The luma delta of :func:`embed_delta`, produced strip by strip: ``rows(y0, y1)`` returns the
+    float32 delta of rows y0..y1-1, so a large image never holds a full-size float pattern.
+
+    Built from the intermediate image (``to_intermediate`` or ``to_intermediate_rows`` of the
+    luma): mask, informed amplitudes and chip values are small. An image of at most
+    ``STRIP_PIXELS`` pixels is one strip, computed exactly as before (the pattern is kept); a
+    larger one keeps only the horizontally upsampled chip and mask rows (at most 129 and 512
+    rows of ``w`` floats) and upsamples each strip vertically on demand; the RMS normalisation is
+    one pass over the strips (differences to the one-shot computation are float rounding). Up to
+    ``KEEP_PIXELS`` (e.g. a 4096 x 4096 video frame) the strips of that pass are kept (<= 64 MB)
+    instead of being computed again.
+    """
+
+    def __init__(self, inter: np.ndarray, fx: float, fy: float, h: int, w: int, wm_id: int, key: bytes,
+                 strength: float = 1.0, target_psnr: float = TARGET_PSNR, informed: bool = True):
+        lay = layout(key)
+        coded = (_ecc.conv_encode(_ecc.make_info_word(wm_id, key)).astype(np.float32) * 2 - 1)
+        mask_small = _small_mask(inter)
+        target_rms = 255.0 * 10.0 ** (-target_psnr / 20.0) * strength
+        amp = np.ones(coded.size, dtype=np.float32)
+        if informed:
+            amp = informed_amplitudes(inter, fx, fy, h, w, mask_small, coded, key, target_rms).astype(np.float32)
+        vals = lay.pn.copy()
+        m = lay.is_msg
+        vals[m] *= coded[lay.bit_of[m]] * amp[lay.bit_of[m]]
+        chips = vals.reshape(CHIPS, CHIPS)
+        self.h, self.w = int(h), int(w)
+        self._full = None
+        if self.h <= strip_rows(self.w):
+            pattern = upsample_chips(chips, h, w)
+            if mask_small.shape != (h, w):
+                ih, iw = inter.shape
+                pattern = pattern * _resize_f(mask_small, (w, h), box=(0.0, 0.0, float(iw), float(ih)))
+            else:
+                pattern = pattern * mask_small
+            rms = float(np.sqrt(np.mean(np.square(pattern, dtype=np.float32), dtype=np.float64)))
+            pattern *= np.float32(target_rms / max(rms, 1e-9))
+            self._full = pattern
+            return
+        # large image (then the intermediate is smaller than the image): separable bilinear
+        # upsampling, the horizontal pass done once here, the vertical one per strip
+        c = max(h, w) / CHIPS
+        gw, gh = w / c, h / c
+        nw, nh = min(CHIPS, int(np.ceil(gw)) + 1), min(CHIPS, int(np.ceil(gh)) + 1)
+        self._gh, self._nh = gh, nh
+        self._chip_rows = _resize_f(chips[:nh, :nw], (w, nh), box=(0.0, 0.0, gw, float(nh)))
+        ih, iw = mask_small.shape
+        self._ih = ih
+        self._mask_rows = _resize_f(mask_small, (w, ih), box=(0.0, 0.0, float(iw), float(ih)))
+        total = 0.0
+        self._kept: dict[int, np.ndarray] | None = {} if h * w <= KEEP_PIXELS else None
+        for y0, y1 in strips(self.h, self.w):
+            p = self._pattern(y0, y1)
+            total += float(np.sum(np.square(p, dtype=np.float32), dtype=np.float64))
+            if self._kept is not None:
+                self._kept[y0] = p
+        rms = float(np.sqrt(total / (float(h) * float(w))))
+        self._k = np.float32(target_rms / max(rms, 1e-9))
+
+    def _pattern(self, y0: int, y1: int) -> np.ndarray:
+        h, w = self.h, self.w
+
+        def vert(src: np.ndarray, span: float, n_src: int) -> np.ndarray:
+            s = span / h
+            b0 = y0 * s
+            b1 = span if y1 == h else min(y1 * s, float(n_src))
+            return _resize_f(src, (w, y1 - y0), box=(0.0, b0, float(w), b1))
+
+        return vert(self._chip_rows, self._gh, self._nh) * vert(self._mask_rows, float(self._ih), self._ih)
+
+    def rows(self, y0: int, y1: int) -> np.ndarray:
+        """Float32 delta of rows y0..y1-1 (a fresh array, or a view of the kept one-strip pattern)."""
+        if self._full is not None:
+            return self._full[y0:y1]
+        kept = self._kept.get(y0) if self._kept is not None else None
+        if kept is not None and kept.shape[0] == y1 - y0:
+            return kept * self._k
+        p = self._pattern(y0, y1)
+        p *= self._k
+        return p
+
+    def strips(self):
+        """The row ranges to ask for: one strip when the pattern is kept whole."""
+        if self._full is not None:
+            return iter([(0, self.h)])
+        return strips(self.h, self.w)
+
+
 def embed_delta(luma: np.ndarray, wm_id: int, key: bytes, strength: float = 1.0,
                 target_psnr: float = TARGET_PSNR, informed: bool = True) -> np.ndarray:
-    """Float32 luma delta (h x w) whose RMS gives ``target_psnr`` (scaled by ``strength``)."""
+    """Float32 luma delta (h x w) whose RMS gives ``target_psnr`` (scaled by ``strength``).
+
+    Full-size result; the image and video embedders use :class:`DeltaPlan` strip by strip."""
     h, w = luma.shape
-    lay = layout(key)
-    coded = (_ecc.conv_encode(_ecc.make_info_word(wm_id, key)).astype(np.float32) * 2 - 1)
     inter, fx, fy = to_intermediate(luma)
-    mask_small = _small_mask(inter)
-    target_rms = 255.0 * 10.0 ** (-target_psnr / 20.0) * strength
-    amp = np.ones(coded.size, dtype=np.float32)
-    if informed:
-        amp = informed_amplitudes(inter, fx, fy, h, w, mask_small, coded, key, target_rms).astype(np.float32)
-    vals = lay.pn.copy()
-    m = lay.is_msg
-    vals[m] *= coded[lay.bit_of[m]] * amp[lay.bit_of[m]]
-    pattern = upsample_chips(vals.reshape(CHIPS, CHIPS), h, w)
-    if mask_small.shape != (h, w):
-        ih, iw = inter.shape
-        pattern = pattern * _resize_f(mask_small, (w, h), box=(0.0, 0.0, float(iw), float(ih)))
-    else:
-        pattern = pattern * mask_small
-    rms = float(np.sqrt(np.mean(np.square(pattern, dtype=np.float32), dtype=np.float64)))
-    pattern *= np.float32(target_rms / max(rms, 1e-9))
-    return pattern
+    plan = DeltaPlan(inter, fx, fy, h, w, wm_id, key, strength, target_psnr, informed)
+    if plan._full is not None:
+        return plan._full
+    out = np.empty((h, w), dtype=np.float32)
+    for y0, y1 in plan.strips():
+        out[y0:y1] = plan.rows(y0, y1)
+    return out
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -244,6 +337,25 @@ def to_intermediate(luma: np.ndarray) -> tuple[np.ndarray, float, float]:
     iw, ih = max(1, round(w / f)), max(1, round(h / f))
     im = Image.fromarray(np.ascontiguousarray(luma, dtype=np.float32), mode="F")
     small = np.asarray(im.resize((iw, ih), Image.BOX), dtype=np.float32)
+    return small, w / iw, h / ih
+
+
+def to_intermediate_rows(h: int, w: int, rows) -> tuple[np.ndarray, float, float]:
+    """:func:`to_intermediate` of the h x w luma that ``rows(y0, y1)`` returns (float32 rows
+    y0..y1-1), strip by strip: no full-size float copy. An image of at most one strip
+    (``STRIP_PIXELS``, e.g. 4K UHD) goes through :func:`to_intermediate` unchanged; a larger one
+    gets the horizontal BOX pass per strip into an h x iw buffer, then the vertical pass once on it
+    (the same separable filter; Pillow sometimes runs its two passes in the other order, so the
+    result can differ from the one-shot resize by float32 rounding)."""
+    f = max(h, w) / INTERMEDIATE
+    if f <= 1.0 or h <= strip_rows(w):
+        return to_intermediate(rows(0, h))
+    iw, ih = max(1, round(w / f)), max(1, round(h / f))
+    tmp = np.empty((h, iw), dtype=np.float32)
+    for y0, y1 in strips(h, w):
+        tmp[y0:y1] = _resize_f(rows(y0, y1), (iw, y1 - y0), box=(0.0, 0.0, float(w), float(y1 - y0)),
+                               resample=Image.BOX)
+    small = _resize_f(tmp, (iw, ih), box=(0.0, 0.0, float(iw), float(h)), resample=Image.BOX)
     return small, w / iw, h / ih
 
 

@@ -349,7 +349,7 @@ class HeadRenderResult:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["path"] = str(self.path)
-        d["watermark_id"] = wm_id_hex(self.watermark_id)
+        d["watermark_id_hex"] = wm_id_hex(self.watermark_id)
         return d
 
 
@@ -468,7 +468,7 @@ class HeadMeshResult:
         d = dataclasses.asdict(self)
         d["path"] = str(self.path)
         d["sidecar"] = str(self.sidecar) if self.sidecar else None
-        d["watermark_id"] = wm_id_hex(self.watermark_id)
+        d["watermark_id_hex"] = wm_id_hex(self.watermark_id)
         return d
 
 

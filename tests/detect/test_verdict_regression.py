@@ -1,7 +1,7 @@
 """With no content check installed, the reshaped verify path (detect.verify) gives exactly the
 verdicts the old provenance.report.verify gave on every shared fixture and sample.
 
-data/verdict_regression.json was recorded with the code before the reshaping (commit 23ea1135,
+data/verdict_regression.json was recorded with the code before the reshaping (commit 23a1135,
 `verify(path, trust_anchors=None, use_default_anchors=False, registry=None)`), for every image,
 video and audio file under ../shared/data/{c2pa_fixtures,video_samples,body_photos}.
 """

@@ -261,3 +261,42 @@ def test_fifo_input_does_not_hang(tmp_path, dhs_home):
     finally:
         opener.cancel()
     assert p.returncode == 2 and "not a regular file" in p.stderr
+
+
+# --------------------------------------------------------------------------- F1 limits in the verdict
+
+
+def test_limits_that_applied_are_in_the_verdict(tmp_path, dhs_home, monkeypatch):
+    import av
+
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as c:
+        s = c.add_stream("libx264", rate=24)
+        s.width, s.height, s.pix_fmt = 128, 96, "yuv420p"
+        for i in range(30):
+            f = av.VideoFrame.from_ndarray(np.full((96, 128, 3), 8 * i, np.uint8), format="rgb24")
+            for pkt in s.encode(f):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    monkeypatch.setenv("DHSTUDIO_MAX_VERIFY_FRAMES", "10")
+    v = detect.verify(clip, detect.VerifyOptions(registry=None))
+    assert [x["code"] for x in v.limits] == ["limit.verify_frames"], v.limits
+    assert any(r.startswith("limit applied:") for r in v.reasons)
+    assert detect.Verdict.from_json(v.to_json()).limits == v.limits
+
+    monkeypatch.setenv("DHSTUDIO_MAX_IMAGE_PIXELS", "1000")
+    v = detect.verify(photo(tmp_path / "big.png"), detect.VerifyOptions(registry=None))
+    assert v.label == "unsigned-unmarked"
+    assert v.watermark.error["code"] == "limit.image_pixels"
+    assert [x["code"] for x in v.limits] == ["limit.image_pixels"]
+
+
+def test_file_size_limit_is_a_clear_user_error(tmp_path, dhs_home):
+    big = photo(tmp_path / "big.png")
+    env_home = dhs_home
+    p = subprocess.run([sys.executable, "-m", "studio.cli", "verify", str(big)], capture_output=True, text=True,
+                       timeout=60, cwd=REPO, env=dict(os.environ, DHSTUDIO_HOME=str(env_home),
+                                                      DHSTUDIO_MAX_FILE_BYTES="1000"))
+    assert p.returncode == 2
+    assert "DHSTUDIO_MAX_FILE_BYTES" in p.stderr and len(p.stderr.strip().splitlines()) == 1

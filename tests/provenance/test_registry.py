@@ -4,6 +4,7 @@ import sqlite3
 import pytest
 
 from provenance.errors import RegistryError
+from provenance.media import wm_id_hex
 from provenance.registry import ID_BITS, Registry
 
 
@@ -18,7 +19,7 @@ def test_put_get_roundtrip(tmp_path):
     assert rec.media_type == "image/jpeg"
     assert reg.find_by_sha256("ab" * 32).wm_id == wm_id
     assert reg.count() == 1
-    assert rec.summary()["wm_id_hex"] == f"{wm_id:012x}"
+    assert rec.summary()["wm_id_hex"] == wm_id_hex(wm_id)
 
 
 def test_put_rejects_out_of_range(tmp_path):
