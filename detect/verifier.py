@@ -9,7 +9,6 @@ and the pipelines all show that one object.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -22,6 +21,7 @@ from provenance.evidence import (
     Evidence,
     FileInfo,
     RegistryEvidence,
+    Section,
     WatermarkEvidence,
     default_trust_anchors,
     gather,
@@ -52,7 +52,7 @@ class VerifyOptions:
 
 
 @dataclass
-class ContentSection:
+class ContentSection(Section):
     """The content check (face-forgery detectors). Not run until a detector is installed."""
 
     status: str = "not_run"  # "not_run" | "ok" | "error"
@@ -67,14 +67,6 @@ class ContentSection:
     def not_available(cls) -> "ContentSection":
         return cls(error={"code": "content.not_available",
                           "message": "face-forgery content detectors are not part of this release yet"})
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ContentSection":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in (d or {}).items() if k in names})
 
 
 @dataclass

@@ -17,7 +17,7 @@ from . import media
 from .c2pa_io import ProvenanceResult, find_sidecar, read_bytes, read_manifest_store
 from .errors import DhsError
 
-__all__ = ["FileInfo", "WatermarkEvidence", "RegistryEvidence", "Evidence", "gather",
+__all__ = ["Section", "FileInfo", "WatermarkEvidence", "RegistryEvidence", "Evidence", "gather",
            "default_trust_anchors", "open_registry", "provenance_from_dict"]
 
 
@@ -30,23 +30,27 @@ def _fields_of(cls, d: dict) -> dict:
     return {k: v for k, v in (d or {}).items() if k in names}
 
 
-@dataclass
-class FileInfo:
-    path: str
-    sha256: str | None
-    media_type: str | None
-    size: int
+class Section:
+    """A verdict section: a dataclass with a JSON-ready dict form (unknown keys are ignored)."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FileInfo":
+    def from_dict(cls, d: dict):
         return cls(**_fields_of(cls, d))
 
 
 @dataclass
-class WatermarkEvidence:
+class FileInfo(Section):
+    path: str
+    sha256: str | None
+    media_type: str | None
+    size: int
+
+
+@dataclass
+class WatermarkEvidence(Section):
     """What the invisible-watermark decoder found (``id`` is the 48-bit registry id)."""
 
     found: bool = False
@@ -59,16 +63,9 @@ class WatermarkEvidence:
     detail: dict = field(default_factory=dict)
     error: dict | None = None
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "WatermarkEvidence":
-        return cls(**_fields_of(cls, d))
-
 
 @dataclass
-class RegistryEvidence:
+class RegistryEvidence(Section):
     """The registry lookup: by watermark id, else by the file's sha256."""
 
     hit: bool = False
@@ -77,13 +74,6 @@ class RegistryEvidence:
     asset_unchanged: bool | None = None
     manifest_summary: dict | None = None
     error: dict | None = None
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RegistryEvidence":
-        return cls(**_fields_of(cls, d))
 
 
 def provenance_from_dict(d: dict) -> ProvenanceResult:
