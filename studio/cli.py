@@ -182,6 +182,103 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def cmd_detect(args) -> int:
+    """Score image files for face forgery with the shipped (or given) detector: JSON lines or text."""
+    from detect.score import load_default_detector, score_image
+    from provenance.errors import printable
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    detector, info = load_default_detector(args.weights)
+    info["name"] = detector.name
+    worst = 0
+    for f in args.files:
+        r = score_image(Path(f), detector, info, path_label=f)
+        if args.json:
+            print(json.dumps(r.to_dict()))
+        else:
+            what = "no face" if r.score is None else f"fake probability {r.score:.3f} ({len(r.faces)} face(s))"
+            err = f" [{printable(r.error['message'])}]" if r.error and r.score is None else ""
+            print(f"{printable(f)}: {what}{err}")
+        if r.error and r.error.get("code") not in ("detect.no_face",):
+            worst = EXIT_USER
+    return worst
+
+
+def _detect_sub_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dhstudio detect", description="face-forgery detectors: cache, train, eval")
+    sub = p.add_subparsers(dest="detect_cmd", required=True)
+    c = sub.add_parser("cache", help="detect the face of every training image once and cache the crops")
+    c.add_argument("shared_data", help="the shared data folder (faces_real, faces_real_color, faces_fake_public)")
+    c.add_argument("-o", "--out", required=True, help="cache folder (crops.npy, landmarks.npy, index.json)")
+    c.add_argument("--limit", type=int, default=None, help="first N images only (tests)")
+    c.add_argument("--quiet", action="store_true")
+    t = sub.add_parser("train", help="train a detector on the face cache (resumes when OUT holds a run)")
+    t.add_argument("cache", help="face cache folder (from `detect cache`)")
+    t.add_argument("-o", "--out", required=True, help="run folder (model.safetensors, state, log.jsonl)")
+    t.add_argument("--detector", default="efficientnet_lite", help="registered detector name")
+    t.add_argument("--config", default="{}", metavar="JSON", help='detector config overrides, e.g. \'{"input_size": 128}\'')
+    t.add_argument("--steps", type=int, default=2000)
+    t.add_argument("--batch", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--gan-fraction", type=float, default=0.2, help="share of fakes from the StyleGAN2 training faces")
+    t.add_argument("--jpeg-p", type=float, default=0.3, help="probability of a JPEG round trip per crop")
+    t.add_argument("--val-every", type=int, default=250)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--quiet", action="store_true")
+    e = sub.add_parser("eval", help="AUC / EER / TPR@1%%FPR / calibration per source and attack, as JSON")
+    e.add_argument("weights", help="detector weights (model.safetensors)")
+    e.add_argument("cache", help="face cache folder")
+    e.add_argument("--split", choices=["train", "val", "test"], default="test")
+    e.add_argument("--attacks", default=None, help="comma-separated (default: none,jpeg90,jpeg70,jpeg50,resize0.5,social)")
+    e.add_argument("--max-real", type=int, default=None, help="evaluate at most this many real faces (and their fakes)")
+    e.add_argument("--threads", type=int, default=None)
+    return p
+
+
+def main_detect_sub(argv: list[str]) -> int:
+    from provenance.errors import InputError
+
+    args = _detect_sub_parser().parse_args(argv)
+    try:
+        if getattr(args, "threads", None):
+            import torch
+
+            torch.set_num_threads(args.threads)
+        if args.detect_cmd == "cache":
+            from detect.train import build_face_cache
+
+            print(json.dumps(build_face_cache(Path(args.shared_data), Path(args.out), progress=not args.quiet,
+                                              limit=args.limit)))
+        elif args.detect_cmd == "train":
+            from detect.train import TrainConfig, train
+
+            try:
+                overrides = json.loads(args.config)
+            except ValueError:
+                raise InputError(f"--config must be a JSON object, got {args.config!r}") from None
+            if not isinstance(overrides, dict):
+                raise InputError(f"--config must be a JSON object, got {args.config!r}")
+            if args.steps < 1 or args.batch < 2:
+                raise InputError("--steps must be >= 1 and --batch >= 2")
+            cfg = TrainConfig(detector=args.detector, detector_config=overrides, steps=args.steps, batch=args.batch,
+                              lr=args.lr, gan_fraction=args.gan_fraction, jpeg_p=args.jpeg_p,
+                              val_every=args.val_every, seed=args.seed, threads=args.threads)
+            print(json.dumps(train(Path(args.cache), Path(args.out), cfg, progress=not args.quiet)))
+        else:
+            from detect.train import evaluate
+
+            attacks = args.attacks.split(",") if args.attacks else None
+            print(json.dumps(evaluate(Path(args.weights), Path(args.cache), split=args.split, attacks=attacks,
+                                      max_real=args.max_real)))
+    except (ValueError, FileNotFoundError) as e:
+        raise InputError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    return 0
+
+
 def cmd_demo(args) -> int:
     from studio.pipelines.demo import run_demo
 
@@ -541,6 +638,13 @@ def build_parser() -> argparse.ArgumentParser:
     hm.add_argument("--json", action="store_true")
     hm.set_defaults(func=cmd_head_export_mesh)
 
+    dt = sub.add_parser("detect", help="face-forgery detection: score images (also: detect train / detect eval)")
+    dt.add_argument("files", nargs="+", metavar="FILE")
+    dt.add_argument("--weights", help="detector weights (default: assets/detector_default.safetensors)")
+    dt.add_argument("--json", action="store_true", help="one JSON object per line and file")
+    dt.add_argument("--threads", type=int, default=None, help="torch threads")
+    dt.set_defaults(func=cmd_detect)
+
     d = sub.add_parser("demo", help="the main job on built-in inputs: generate, sign, strip, verify")
     d.add_argument("--out", default="demo_out", help="output folder")
     d.add_argument("--quick", action="store_true", help="smaller inputs (for tests)")
@@ -554,13 +658,19 @@ def main(argv: list[str] | None = None) -> int:
         from reconstruct.head.synth import main_synth
 
         return main_synth(argv[2:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv[:1] == ["detect"] and argv[1:2] and argv[1] in ("cache", "train", "eval"):
+        def run() -> int:
+            return main_detect_sub(argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
+
+        def run() -> int:
+            return int(args.func(args) or 0)
     from provenance.errors import DhsError, printable
 
     _install_signal_handlers()
     try:
-        return int(args.func(args) or 0)
+        return run()
     except DhsError as e:
         print(f"dhstudio: error: {printable(e.message)}", file=sys.stderr)
         return EXIT_USER
