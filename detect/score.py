@@ -54,6 +54,11 @@ def load_rgb(source, *, max_edge: int = _MAX_DECODE_EDGE) -> np.ndarray:
     """An image file (path or bytes) as HxWx3 uint8 RGB, bounded: the pixel count is checked from the
     header against ``Limits.max_image_pixels`` before decoding, a large JPEG is decoded DCT-scaled,
     and the result is downscaled to ``max_edge`` when larger. One-line InputError when unreadable."""
+    return load_rgb_scaled(source, max_edge=max_edge)[0]
+
+
+def load_rgb_scaled(source, *, max_edge: int = _MAX_DECODE_EDGE) -> tuple[np.ndarray, float]:
+    """:func:`load_rgb` and the factor from its pixels to the original image's (>= 1)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     from provenance.limits import current_limits
@@ -82,7 +87,7 @@ def load_rgb(source, *, max_edge: int = _MAX_DECODE_EDGE) -> np.ndarray:
     if max(rgb.size) > max_edge:
         s = max_edge / max(rgb.size)
         rgb = rgb.resize((max(1, round(rgb.size[0] * s)), max(1, round(rgb.size[1] * s))), Image.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8)
+    return np.asarray(rgb, dtype=np.uint8), max(w, h) / max(rgb.size)  # exif_transpose keeps the long edge
 
 
 def weights_sha256(path: str | os.PathLike) -> str:
@@ -119,7 +124,7 @@ def score_image(source, detector, detector_info: dict, *, path_label: str | None
     label = path_label or (str(source) if not isinstance(source, (bytes, bytearray)) else "image")
     res = ImageScore(path=label, score=None, detector=detector_info)
     try:
-        rgb = load_rgb(source)
+        rgb, scale = load_rgb_scaled(source)
         from reconstruct.faces import detect_faces
 
         faces = detect_faces(rgb, max_faces=max_faces)
@@ -129,7 +134,7 @@ def score_image(source, detector, detector_info: dict, *, path_label: str | None
         crops = face_crops(rgb, faces)
         probs = detector.predict_proba(crops)
         for f, p in zip(faces, probs):
-            res.faces.append(FaceScore(box=[round(float(v), 1) for v in f.box],
+            res.faces.append(FaceScore(box=[round(float(v) * scale, 1) for v in f.box],
                                        detection_score=round(float(f.score), 4), score=round(float(p), 6)))
         res.score = max(fs.score for fs in res.faces)
     except DhsError as e:
