@@ -53,22 +53,16 @@ ENV = {"png12000_capraised": {"DHSTUDIO_MAX_EMBED_PIXELS": "150000000"}}
 
 # ----------------------------------------------------------------------------- inputs
 
-def _flat_video(path: Path, w: int, h: int, n: int, *, fragmented: bool = False, crf: int = 40) -> None:
-    """Mostly flat gray frames with a small moving square: tiny on disk."""
+def _write_video(path: Path, w: int, h: int, frames, *, crf: int, fragmented: bool = False) -> None:
+    """Encode yuv420p planes ((h * 3 // 2, w) uint8, from the iterable ``frames``) as H.264 MP4, 30 fps."""
     import av
-    import numpy as np
 
     opts = {"movflags": "frag_keyframe+empty_moov"} if fragmented else {}
     out = av.open(str(path), "w", format="mp4", options=opts)
     vs = out.add_stream("libx264", rate=30)
     vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
     vs.options = {"preset": "ultrafast", "crf": str(crf)}
-    buf = np.full((h * 3 // 2, w), 128, np.uint8)
-    s = max(8, min(w, h) // 16)
-    for i in range(n):
-        buf[:h] = 110
-        x = (i * 7) % max(1, w - s)
-        buf[16:16 + s, x:x + s] = 200
+    for i, buf in enumerate(frames):
         f = av.VideoFrame.from_ndarray(buf, format="yuv420p")
         f.pts = i
         for p in vs.encode(f):
@@ -76,29 +70,36 @@ def _flat_video(path: Path, w: int, h: int, n: int, *, fragmented: bool = False,
     for p in vs.encode():
         out.mux(p)
     out.close()
+
+
+def _flat_video(path: Path, w: int, h: int, n: int, *, fragmented: bool = False, crf: int = 40) -> None:
+    """Mostly flat gray frames with a small moving square: tiny on disk."""
+    import numpy as np
+
+    def frames():
+        buf = np.full((h * 3 // 2, w), 128, np.uint8)
+        s = max(8, min(w, h) // 16)
+        for i in range(n):
+            buf[:h] = 110
+            x = (i * 7) % max(1, w - s)
+            buf[16:16 + s, x:x + s] = 200
+            yield buf
+
+    _write_video(path, w, h, frames(), crf=crf, fragmented=fragmented)
 
 
 def _tiny_long_video(path: Path, n: int) -> None:
     """n frames of 64x64 (slowly changing content), 30 fps."""
-    import av
     import numpy as np
 
-    out = av.open(str(path), "w", format="mp4")
-    vs = out.add_stream("libx264", rate=30)
-    vs.width = vs.height = 64
-    vs.pix_fmt = "yuv420p"
-    vs.options = {"preset": "ultrafast", "crf": "30"}
-    buf = np.full((96, 64), 128, np.uint8)
-    for i in range(n):
-        buf[:64] = 60 + (i // 30) % 120
-        buf[20:40, (i % 44):(i % 44) + 20] = 220
-        f = av.VideoFrame.from_ndarray(buf, format="yuv420p")
-        f.pts = i
-        for p in vs.encode(f):
-            out.mux(p)
-    for p in vs.encode():
-        out.mux(p)
-    out.close()
+    def frames():
+        buf = np.full((96, 64), 128, np.uint8)
+        for i in range(n):
+            buf[:64] = 60 + (i // 30) % 120
+            buf[20:40, (i % 44):(i % 44) + 20] = 220
+            yield buf
+
+    _write_video(path, 64, 64, frames(), crf=30)
 
 
 def build(d: Path, cases: list[str]) -> None:

@@ -51,43 +51,32 @@ class ImageScore:
 
 
 def load_rgb(source, *, max_edge: int = _MAX_DECODE_EDGE) -> np.ndarray:
-    """An image file (path or bytes) as HxWx3 uint8 RGB, bounded: the pixel count is checked from the
-    header against ``Limits.max_image_pixels`` before decoding, a large JPEG is decoded DCT-scaled,
-    and the result is downscaled to ``max_edge`` when larger. One-line InputError when unreadable."""
+    """An image file (path or bytes) as HxWx3 uint8 RGB, bounded (``provenance``'s one bounded
+    opener: pixel count checked from the header, a large JPEG decoded DCT-scaled, a PNG without its
+    ancillary chunks), EXIF orientation applied, downscaled to ``max_edge``. One-line InputError."""
     return load_rgb_scaled(source, max_edge=max_edge)[0]
 
 
 def load_rgb_scaled(source, *, max_edge: int = _MAX_DECODE_EDGE) -> tuple[np.ndarray, float]:
     """:func:`load_rgb` and the factor from its pixels to the original image's (>= 1)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
-    from provenance.limits import current_limits
+    from provenance.watermark.image import open_image
 
-    lim = current_limits()
     data = source if isinstance(source, (bytes, bytearray)) else media.read_snapshot(source).data
-    label = "image" if isinstance(source, (bytes, bytearray)) else str(source)
-    try:
-        im = Image.open(io.BytesIO(data))
-        w, h = im.size
-        if w * h > lim.max_image_pixels:
-            raise InputError(f"{label}: image is {w}x{h}, over the {lim.max_image_pixels / 1e6:.0f} megapixel limit "
-                             f"({lim.env_var('max_image_pixels')})", code="limit.image_pixels")
-        if im.format == "JPEG" and max(w, h) > 2 * max_edge:
-            im.draft(im.mode if im.mode in ("RGB", "L") else None, (w * max_edge // max(w, h), h * max_edge // max(w, h)))
-        im.load()
-        im = ImageOps.exif_transpose(im)
-    except InputError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
-        raise InputError(f"{label}: cannot decode image ({str(e).splitlines()[0] if str(e) else type(e).__name__})",
-                         code="input.invalid") from None
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        im = im.convert("L")
-    rgb = im.convert("RGB")
+    fp = io.BytesIO(data)
+    fp.name = "image" if isinstance(source, (bytes, bytearray)) else str(source)  # names it in errors
+    with open_image(fp, draft=True, purpose="face detection") as (im, _info):
+        with Image.open(io.BytesIO(data)) as header:  # the stored size (a DCT-scaled decode is smaller)
+            long_edge = max(header.size)
+        rgb = ImageOps.exif_transpose(im)
+        if rgb.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            rgb = rgb.convert("L")
+        rgb = rgb.convert("RGB")
     if max(rgb.size) > max_edge:
         s = max_edge / max(rgb.size)
         rgb = rgb.resize((max(1, round(rgb.size[0] * s)), max(1, round(rgb.size[1] * s))), Image.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8), max(w, h) / max(rgb.size)  # exif_transpose keeps the long edge
+    return np.asarray(rgb, dtype=np.uint8), long_edge / max(rgb.size)
 
 
 def weights_sha256(path: str | os.PathLike) -> str:

@@ -50,18 +50,12 @@ __all__ = [
     "c2pa_settings",
     "sign_file",
     "read_file",
+    "read_snapshot",
     "read_manifest_store",
 ]
 
-SUPPORTED = {
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".webp": "image/webp",
-    ".mp4": "video/mp4",
-    ".wav": "audio/wav",
-    ".glb": "model/gltf-binary",
-}
+# extension -> media type of every signable format (from the one table in provenance.media)
+SUPPORTED = {ext: mt for mt, exts in media.EXTENSIONS.items() for ext in exts}
 GLB_TYPE = "model/gltf-binary"
 SIDECAR_SUFFIX = ".c2pa"
 # Codes that depend on the asset bytes: meaningless for a stand-alone store.
@@ -81,13 +75,6 @@ _READ_ONLY_TYPES = {"image/tiff", "image/gif", "image/heic", "image/avif", "vide
 # --------------------------------------------------------------------------- media types
 
 
-def _sniff(path: Path) -> str | None:
-    try:
-        return media.sniff_media_type(path)
-    except InputError:
-        return None
-
-
 def media_type_of(path: Path) -> str:
     """Media type of a signable file: magic bytes first, extension second.
 
@@ -96,7 +83,7 @@ def media_type_of(path: Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    sniffed = _sniff(path)
+    sniffed = media.sniff_media_type(path)
     supported = set(SUPPORTED.values())
     if sniffed in supported:
         return sniffed
@@ -532,20 +519,26 @@ def read_bytes(
     return res
 
 
-def read_file(path: Path, *, trust_anchors: bytes | None = None) -> ProvenanceResult:
-    """Read and validate the C2PA provenance of ``path`` (offline): the file is read once, its
-    sidecar store (``<name>.c2pa`` / ``<stem>.c2pa``) too, then :func:`read_bytes`."""
-    path = Path(path)
+def read_snapshot(snap: "media.Snapshot", *, trust_anchors: bytes | None = None) -> ProvenanceResult:
+    """:func:`read_bytes` on a file read once (``media.read_snapshot``), with the sidecar store found
+    next to its path (``<name>.c2pa`` / ``<stem>.c2pa``). Never raises for bad content."""
     try:
-        snap = media.read_snapshot(path)
-        sc = find_sidecar(path)
+        sc = find_sidecar(snap.path)
         sc_bytes = media.read_regular(sc, what="manifest store") if sc is not None else None
     except InputError as e:
-        res = ProvenanceResult()
-        res.error = e.to_dict()
-        return res
-    return read_bytes(snap.data, media_type=snap.media_type, name=path, sidecar=sc_bytes,
+        return ProvenanceResult(error=e.to_dict())
+    return read_bytes(snap.data, media_type=snap.media_type, name=snap.path, sidecar=sc_bytes,
                       sidecar_name=str(sc) if sc is not None else None, trust_anchors=trust_anchors)
+
+
+def read_file(path: Path, *, trust_anchors: bytes | None = None) -> ProvenanceResult:
+    """Read and validate the C2PA provenance of ``path`` (offline): the file is read once, then
+    :func:`read_snapshot`."""
+    try:
+        snap = media.read_snapshot(Path(path))
+    except InputError as e:
+        return ProvenanceResult(error=e.to_dict())
+    return read_snapshot(snap, trust_anchors=trust_anchors)
 
 
 _READABLE_CACHE: set | None = None
@@ -686,7 +679,7 @@ def sign_file(
 
     parent_fmt = None
     if parent is not None:
-        parent_fmt = _sniff(parent) or SUPPORTED.get(parent.suffix.lower())
+        parent_fmt = media.sniff_media_type(parent) or SUPPORTED.get(parent.suffix.lower())
         if parent_fmt is None:
             raise InputError(f"parent {parent}: unrecognised file type")
 
@@ -699,7 +692,7 @@ def sign_file(
     for i, p in enumerate(ingredients):
         digest = media.sha256_file(p)
         hashes.append({"title": p.name, "sha256": digest})
-        ifmt = _sniff(p)
+        ifmt = media.sniff_media_type(p)
         entry = {
             "title": p.name,
             "relationship": "inputTo",

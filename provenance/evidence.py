@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import media
-from .c2pa_io import ProvenanceResult, find_sidecar, read_bytes, read_manifest_store
+from .c2pa_io import ProvenanceResult, read_manifest_store, read_snapshot
 from .errors import DhsError
 
 __all__ = ["Section", "FileInfo", "WatermarkEvidence", "RegistryEvidence", "Evidence", "gather",
@@ -131,10 +131,7 @@ def open_registry(registry):
 
 def _provenance_section(snap: media.Snapshot, trust_anchors: bytes | None) -> ProvenanceResult:
     try:
-        sc = find_sidecar(snap.path)
-        sc_bytes = media.read_regular(sc, what="manifest store") if sc is not None else None
-        return read_bytes(snap.data, media_type=snap.media_type, name=snap.path, sidecar=sc_bytes,
-                          sidecar_name=str(sc) if sc is not None else None, trust_anchors=trust_anchors)
+        return read_snapshot(snap, trust_anchors=trust_anchors)
     except DhsError as e:
         return ProvenanceResult(error=e.to_dict())
     except Exception as e:  # a reader bug must not kill the verdict

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from . import media
-from .errors import KeyStoreError, OutputError
+from .errors import KeyStoreError
 
 try:
     import fcntl
@@ -123,14 +123,6 @@ def _resolve_home(home: Path | str | None) -> Path:
     p = Path(home).expanduser()
     p.mkdir(parents=True, exist_ok=True, mode=0o700)
     return p
-
-
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        media.write_atomic(path, data, mode=mode)
-    except OutputError as e:
-        raise KeyStoreError(e.message, code="keys.unwritable") from None
 
 
 _NOFOLLOW_CLOEXEC = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -354,10 +346,10 @@ def _write_new_identity(paths: KeyPaths, passphrase: str | None, organization: s
     leaf_key, leaf_cert = _make_leaf(ca_key, ca_cert, organization)
 
     # Keys first, certificates last: a half-written identity has no signer.pem.
-    _atomic_write(paths.ca_key, _key_pem(ca_key, passphrase), 0o600)
-    _atomic_write(paths.signer_key, _key_pem(leaf_key, passphrase), 0o600)
-    _atomic_write(paths.ca_cert, _pem(ca_cert), 0o644)
-    _atomic_write(paths.signer_cert, _pem(leaf_cert) + _pem(ca_cert), 0o644)
+    media.write_atomic(paths.ca_key, _key_pem(ca_key, passphrase), mode=0o600)
+    media.write_atomic(paths.signer_key, _key_pem(leaf_key, passphrase), mode=0o600)
+    media.write_atomic(paths.ca_cert, _pem(ca_cert), mode=0o644)
+    media.write_atomic(paths.signer_cert, _pem(leaf_cert) + _pem(ca_cert), mode=0o644)
 
 
 # --------------------------------------------------------------------------- validation
@@ -661,9 +653,9 @@ def import_keys(
             raise KeyStoreError(f"keys already exist in {paths.dir} (use --force to replace them)")
         paths.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(paths.dir, 0o700)
-        _atomic_write(paths.signer_key, key_pem, 0o600)
-        _atomic_write(paths.ca_cert, _pem(certs[-1]), 0o644)
-        _atomic_write(paths.signer_cert, _chain_pem(certs), 0o644)
+        media.write_atomic(paths.signer_key, key_pem, mode=0o600)
+        media.write_atomic(paths.ca_cert, _pem(certs[-1]), mode=0o644)
+        media.write_atomic(paths.signer_cert, _chain_pem(certs), mode=0o644)
         if paths.ca_key.exists():
             # a CA key from an earlier `init` does not belong to this chain
             paths.ca_key.unlink()

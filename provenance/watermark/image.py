@@ -383,19 +383,24 @@ def _decodable_formats() -> list[str]:
 
 
 @contextmanager
-def _open_image(source: Source, lim: Limits, *, embed: bool = False, draft: bool = False):
-    """Open and load an image (path, bytes or file object) within the pixel limit.
+def open_image(source: Source, lim: Limits | None = None, *, embed: bool = False, draft: bool = False,
+               purpose: str | None = None):
+    """Open and load an image (path, bytes or file object) within the pixel limit: the one bounded
+    image opener of dhstudio (the watermark's decoder and embedder, ``detect``'s face scoring).
 
     Yields (PIL image, info): info holds ``icc_profile``/``exif``(/``dpi``) for embedding. A PNG
     goes to Pillow without its ancillary chunks (see :func:`_png_for_pillow`). With ``draft`` a
     large JPEG is decoded DCT-scaled to a long edge of at least DRAFT_MIN_EDGE. The size is checked
     before any pixel is decoded. Every failure is a one-line InputError: over the pixel limit
     ``limit.image_pixels`` (Pillow's own decompression-bomb error too), undecodable data
-    ``input.invalid``; with ``embed``, formats other than JPEG, PNG and WebP are refused unread."""
+    ``input.invalid``; with ``embed``, formats other than JPEG, PNG and WebP are refused unread.
+    ``purpose`` names the use in the limit's message."""
+    lim = _limits.resolve(lim)
     if embed:
-        max_pixels, var, purpose = lim.max_embed_pixels, lim.env_var("max_embed_pixels"), "watermarking"
+        max_pixels, var, use = lim.max_embed_pixels, lim.env_var("max_embed_pixels"), "watermarking"
     else:
-        max_pixels, var, purpose = lim.max_image_pixels, lim.env_var("max_image_pixels"), "watermark decoding"
+        max_pixels, var, use = lim.max_image_pixels, lim.env_var("max_image_pixels"), "watermark decoding"
+    purpose = purpose or use
     with _binary(source) as (fp, label):
         im = None
         try:
@@ -472,7 +477,7 @@ def embed_file(src: Source, dst: Path, wm_id: int, *, limits: Limits | None = No
     wm_id = _check_id(wm_id)
     lim = _limits.resolve(limits)
     dst = Path(dst)
-    with _open_image(src, lim, embed=True) as (im, info):
+    with open_image(src, lim, embed=True) as (im, info):
         fmt = im.format
         arr, has_alpha = _to_array(im)
     out = embed_image(arr, wm_id, limits=lim, **kw)
@@ -503,7 +508,7 @@ def decode_file(source: Source, *, key: bytes = DEFAULT_KEY, limits: Limits | No
     computed strip by strip, and images over ``limits.max_image_pixels`` are refused before
     decoding: InputError ``limit.image_pixels`` (one line). Unreadable data: InputError."""
     lim = _limits.resolve(limits)
-    with _open_image(source, lim, draft=True) as (im, _info):
+    with open_image(source, lim, draft=True) as (im, _info):
         w, h = im.size
         if min(h, w) < MIN_SIDE:
             return WatermarkResult(False, None, 0.0, None, FALSE_POSITIVE_BOUND,
