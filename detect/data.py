@@ -56,6 +56,7 @@ __all__ = [
     "count_table",
     "faces_real_group",
     "load_manifest",
+    "own_renders",
     "select",
     "split_of",
     "write_manifest",
@@ -199,9 +200,43 @@ PACKS = {
 }
 """Pack folder -> reader. Other packs (video_samples' 22 DFDC crops) are for pipeline tests only."""
 
+RENDERS_SCHEMA_FILE = "MANIFEST.tsv"
+
+
+def own_renders(folder: Path, *, min_side: int = DEFAULT_MIN_SIDE, skipped: list | None = None) -> list[dict]:
+    """The studio's own renders (``dhstudio detect renders``, :mod:`studio.pipelines.own_renders`):
+    every row of ``folder/MANIFEST.tsv`` as a manifest item, label 1, ``path`` absolute (it does not
+    live under the shared data), source ``own/<kind>``, the group and split the renderer gave
+    (identity groups split by :func:`split_of`; NeRF avatars and the body turntable as listed)."""
+    folder = Path(folder).resolve()
+    table = folder / RENDERS_SCHEMA_FILE
+    if not table.is_file():
+        raise FileNotFoundError(f"{folder} is not a renders folder (no {RENDERS_SCHEMA_FILE})")
+    items: list[dict] = []
+    left: list[dict] = []
+    with open(table, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            rel, src, group, split = (row.get(k) or "" for k in ("file", "source", "group", "split"))
+            if not rel or not src.startswith("own/") or not group or split not in SPLITS:
+                left.append({"path": str(folder / rel), "reason": "MANIFEST.tsv row without file, own/ source, "
+                                                                  "group or a known split"})
+                continue
+            p = folder / rel
+            if not p.is_file():
+                left.append({"path": str(p), "reason": "listed in MANIFEST.tsv but missing"})
+                continue
+            info, why = _probe(p, min_side)
+            if why is not None:
+                left.append({"path": str(p), "reason": why})
+                continue
+            items.append({"path": str(p), "source": src, "label": 1, "group": group, "split": split, **info})
+    if skipped is not None:
+        skipped.extend(left)
+    return items
+
 
 def build_manifest(shared_data: Path, *, packs: Iterable[str] = tuple(PACKS), min_side: int = DEFAULT_MIN_SIDE,
-                   skipped: list | None = None) -> list[dict]:
+                   skipped: list | None = None, renders: Path | None = None) -> list[dict]:
     """Every usable face image of the face packs under ``shared_data``, sorted by path.
 
     Args:
@@ -209,6 +244,7 @@ def build_manifest(shared_data: Path, *, packs: Iterable[str] = tuple(PACKS), mi
         packs: which packs to read (keys of :data:`PACKS`).
         min_side: images whose shorter side is below this are skipped.
         skipped: if given, receives ``{"path", "reason"}`` for every pack, file or row left out.
+        renders: a folder of the studio's own renders (:func:`own_renders`), added as fakes.
 
     Raises:
         FileNotFoundError: ``shared_data`` is not a folder.
@@ -224,6 +260,8 @@ def build_manifest(shared_data: Path, *, packs: Iterable[str] = tuple(PACKS), mi
     left_out: list[dict] = []
     for name in packs:
         PACKS[name](root, items, left_out, min_side)
+    if renders is not None:
+        items += own_renders(renders, min_side=min_side, skipped=left_out)
     if skipped is not None:
         skipped.extend(left_out)
     items.sort(key=lambda it: it["path"])

@@ -49,8 +49,14 @@ def _load_rgb(path: Path) -> np.ndarray:
     return load_rgb(path)
 
 
-def build_face_cache(shared_data: Path, out: Path, *, progress: bool = True, limit: int | None = None) -> dict:
-    """Detect the face of every manifest image once and cache the crops (see the module docstring)."""
+def build_face_cache(shared_data: Path, out: Path, *, progress: bool = True, limit: int | None = None,
+                     renders: Path | None = None, reuse: Path | None = None) -> dict:
+    """Detect the face of every manifest image once and cache the crops (see the module docstring).
+
+    ``renders``: a folder of the studio's own renders (``dhstudio detect renders``) to add as fakes.
+    ``reuse``: an existing face cache; an image it already holds (same path, same size on disk) is
+    copied from it instead of being detected again.
+    """
     from reconstruct.faces import detect_faces
 
     from .data import build_manifest
@@ -58,9 +64,14 @@ def build_face_cache(shared_data: Path, out: Path, *, progress: bool = True, lim
 
     shared_data, out = Path(shared_data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = build_manifest(shared_data)
+    manifest = build_manifest(shared_data, renders=renders)
     if limit:
         manifest = manifest[:limit]
+    old: dict[str, int] = {}
+    old_cache = None
+    if reuse is not None:
+        old_cache = FaceCache.load(reuse)
+        old = {it["path"]: i for i, it in enumerate(old_cache.items)}
     crops = np.zeros((len(manifest), CACHE_SIZE, CACHE_SIZE, 3), np.uint8)
     lms = np.zeros((len(manifest), 68, 2), np.float32)
     index, missed = [], []
@@ -70,7 +81,17 @@ def build_face_cache(shared_data: Path, out: Path, *, progress: bool = True, lim
 
         it = tqdm(manifest, desc="faces", unit="img")
     t0 = time.perf_counter()
+    n_reused = 0
     for item in it:
+        j = old.get(item["path"])
+        if j is not None and old_cache.items[j].get("width") == item.get("width") \
+                and old_cache.items[j].get("height") == item.get("height"):
+            i = len(index)
+            crops[i], lms[i] = old_cache.crops[j], old_cache.landmarks[j]
+            prev = old_cache.items[j]
+            index.append({**item, "detection_score": prev["detection_score"], "padded": prev["padded"]})
+            n_reused += 1
+            continue
         try:
             rgb = _load_rgb(shared_data / item["path"])
         except Exception as e:  # noqa: BLE001 - listed, not fatal
@@ -97,7 +118,7 @@ def build_face_cache(shared_data: Path, out: Path, *, progress: bool = True, lim
     meta = {"schema": CACHE_SCHEMA, "cache_size": CACHE_SIZE, "cache_margin": CACHE_MARGIN, "items": index,
             "missed": missed, "seconds": round(time.perf_counter() - t0, 1)}
     media.write_atomic(out / "index.json", json.dumps(meta, indent=1))
-    return {"cached": n, "missed": len(missed), "seconds": meta["seconds"], "out": str(out)}
+    return {"cached": n, "reused": n_reused, "missed": len(missed), "seconds": meta["seconds"], "out": str(out)}
 
 
 @dataclass
@@ -159,7 +180,10 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     gan_fraction: float = 0.2
-    """Share of the fakes taken from faces_fake_public's training StyleGAN2 faces (the rest: SBI)."""
+    """Share of the fakes taken from faces_fake_public's training StyleGAN2 faces."""
+    own_fraction: float = 0.0
+    """Share of the fakes taken from the studio's own training renders (``own/...`` in the cache).
+    The rest of the fakes (``1 - gan_fraction - own_fraction``) are Self-Blended Images."""
     jpeg_p: float = 0.3
     """Probability of a JPEG round trip (q 40-95) on a training crop."""
     crop_size: int = 160
@@ -169,13 +193,42 @@ class TrainConfig:
     save_every: int = 100
     seed: int = 0
     threads: int | None = None
+    max_seconds: float | None = None
+    """Stop after this much training time (the learning rate follows the cosine of whichever of
+    steps and time runs out first)."""
+    init: str | None = None
+    """Start from these detector weights (same detector and input size) instead of a fresh init."""
+
+    def check(self) -> None:
+        for name in ("gan_fraction", "own_fraction", "jpeg_p"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
+                raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+        if self.gan_fraction + self.own_fraction > 1.0 + 1e-9:
+            raise ValueError(f"gan_fraction + own_fraction must be <= 1, got {self.gan_fraction + self.own_fraction}")
+        for name in ("steps", "batch", "crop_size", "val_every", "save_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.batch < 2:
+            raise ValueError(f"batch must be >= 2 (half real, half fake), got {self.batch}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ValueError(f"max_seconds must be positive, got {self.max_seconds!r}")
+
+
+def _fake_source(cfg: TrainConfig, rng: np.random.Generator, gan_idx, own_idx) -> str:
+    r = rng.random()
+    if r < cfg.gan_fraction and len(gan_idx):
+        return "gan"
+    if r < cfg.gan_fraction + cfg.own_fraction and len(own_idx):
+        return "own"
+    return "sbi"
 
 
 def _batch(cache: FaceCache, real_idx, gan_idx, cfg: TrainConfig, size: int, rng: np.random.Generator,
-           mask_kind: str | None = "manipulation"):
+           mask_kind: str | None = "manipulation", own_idx=()):
     """``(images uint8 [B,S,S,3], masks float [B,S,S], labels [B])``: half real, half fake. The mask is the
-    SBI blend mask; a StyleGAN2 face is manipulated everywhere but blended nowhere, so its mask is all
-    ones for a manipulation map and all zeros for a blending-boundary map (``mask_kind``)."""
+    SBI blend mask; a StyleGAN2 face or one of our renders is generated everywhere but blended nowhere, so
+    its mask is all ones for a manipulation map and all zeros for a blending-boundary map (``mask_kind``)."""
     n_fake = cfg.batch // 2
     n_real = cfg.batch - n_fake
     imgs, masks, labels = [], [], []
@@ -185,8 +238,9 @@ def _batch(cache: FaceCache, real_idx, gan_idx, cfg: TrainConfig, size: int, rng
         masks.append(np.zeros((size, size), np.float32))
         labels.append(0.0)
     for _ in range(n_fake):
-        if len(gan_idx) and rng.random() < cfg.gan_fraction:
-            c, _ = _crop(cache, int(rng.choice(gan_idx)), size, rng)
+        src = _fake_source(cfg, rng, gan_idx, own_idx)
+        if src != "sbi":
+            c, _ = _crop(cache, int(rng.choice(gan_idx if src == "gan" else own_idx)), size, rng)
             m = (np.zeros if mask_kind == "boundary" else np.ones)((size, size), np.float32)
         else:
             c, m = sbi_sample(cache, int(rng.choice(real_idx)), size, rng)
@@ -203,10 +257,16 @@ def _batch(cache: FaceCache, real_idx, gan_idx, cfg: TrainConfig, size: int, rng
     return np.stack(imgs), np.stack(masks), np.asarray(labels, np.float32)
 
 
+OWN_SOURCES = ("own/head_synth", "own/head_nerf", "own/body_turntable")
+
+
 def eval_set(cache: FaceCache, split: str, size: int, *, seed: int = 1234, max_real: int | None = None) -> dict:
     """Fixed evaluation sets of a split, as (crops uint8, labels) per source:
     ``sbi`` (real crops vs SBI fakes of the same real faces, one fake per face),
-    ``gan`` (faces_fake_public real vs StyleGAN2 fake)."""
+    ``gan`` (faces_fake_public real vs StyleGAN2 fake),
+    ``own`` (the same real crops as ``sbi`` vs every own render of the split) and, when the split
+    holds them, one set per kind of own render (``own/head_synth``...) against those real crops.
+    The sets share real faces: :func:`combined_parts` says which rows make the combined set."""
     rng = np.random.default_rng(seed)
     real = cache.where(split=split, label=0)
     real = np.array([i for i in real if not cache.items[i]["source"].startswith("faces_fake_public")], np.int64)
@@ -220,7 +280,27 @@ def eval_set(cache: FaceCache, split: str, size: int, *, seed: int = 1234, max_r
     if len(gr) and len(gf):
         g = np.stack([_crop(cache, int(i), size)[0] for i in np.r_[gr, gf]])
         sets["gan"] = (g, np.r_[np.zeros(len(gr)), np.ones(len(gf))])
+    own = cache.where(split=split, label=1, source_prefix="own/")
+    if len(own):
+        o = np.stack([_crop(cache, int(i), size)[0] for i in own])
+        sets["own"] = (np.concatenate([r, o]), np.r_[np.zeros(len(r)), np.ones(len(o))])
+        kinds = np.array([cache.items[i]["source"] for i in own])
+        for kind in sorted(set(kinds)):
+            k = kinds == kind
+            sets[kind] = (np.concatenate([r, o[k]]), np.r_[np.zeros(len(r)), np.ones(int(k.sum()))])
     return sets
+
+
+def combined_parts(sets: dict) -> dict[str, np.ndarray]:
+    """Row masks that make the combined set from :func:`eval_set`'s sets without counting a face
+    twice: all of ``sbi`` and ``gan``, the fakes of ``own`` (its real rows are ``sbi``'s)."""
+    parts = {}
+    for name, (_, y) in sets.items():
+        if name in ("sbi", "gan"):
+            parts[name] = np.ones(len(y), bool)
+        elif name == "own":
+            parts[name] = np.asarray(y) == 1
+    return parts
 
 
 def _scores(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -274,6 +354,7 @@ def train(cache_dir: Path, out: Path, cfg: TrainConfig, *, progress: bool = True
     from . import metrics
     from .registry import create_detector
 
+    cfg.check()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -281,9 +362,22 @@ def train(cache_dir: Path, out: Path, cfg: TrainConfig, *, progress: bool = True
     torch.manual_seed(cfg.seed)
     cache = FaceCache.load(cache_dir)
     model = create_detector(cfg.detector, **cfg.detector_config)
+    if cfg.init:
+        from .registry import load_detector
+
+        start = load_detector(cfg.init)
+        if start.name != model.name or start.config != model.config:
+            raise ValueError(f"--init {cfg.init} holds {start.name} {start.config}, not {model.name} {model.config}")
+        model.load_state_dict(start.state_dict())
     size = cfg.crop_size  # crops, blends and JPEG happen at this size; the model resizes to its input
     real_idx = np.array([i for i in cache.where(split="train", label=0)], np.int64)
     gan_idx = cache.where(split="train", label=1, source_prefix="faces_fake_public")
+    own_idx = cache.where(split="train", label=1, source_prefix="own/")
+    if cfg.own_fraction > 0 and not len(own_idx):
+        raise ValueError(f"{cache_dir}: own_fraction {cfg.own_fraction} but the cache holds no own training renders "
+                         "(build it with --renders)")
+    if cfg.gan_fraction > 0 and not len(gan_idx):
+        raise ValueError(f"{cache_dir}: gan_fraction {cfg.gan_fraction} but the cache holds no StyleGAN2 training faces")
     if len(real_idx) == 0:
         raise ValueError(f"{cache_dir}: no real training faces in the cache")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -302,10 +396,16 @@ def train(cache_dir: Path, out: Path, cfg: TrainConfig, *, progress: bool = True
     try:
         model.train()
         while step < cfg.steps:
-            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+            run_s = time.perf_counter() - t_start
+            if cfg.max_seconds is not None and run_s >= cfg.max_seconds:
+                break
+            frac = step / cfg.steps
+            if cfg.max_seconds is not None:
+                frac = max(frac, run_s / cfg.max_seconds)
+            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
             for g in opt.param_groups:
                 g["lr"] = lr
-            imgs, masks, labels = _batch(cache, real_idx, gan_idx, cfg, size, rng, model.mask_kind)
+            imgs, masks, labels = _batch(cache, real_idx, gan_idx, cfg, size, rng, model.mask_kind, own_idx)
             x = model.preprocess(imgs)
             outp = model(x)
             losses = model.loss(outp, torch.from_numpy(labels), torch.from_numpy(masks)[:, None])
@@ -314,13 +414,15 @@ def train(cache_dir: Path, out: Path, cfg: TrainConfig, *, progress: bool = True
             opt.step()
             step += 1
             rec = {"step": step, "lr": round(lr, 6), **{k: round(float(v.detach()), 5) for k, v in losses.items()}}
-            if step % cfg.val_every == 0 or step == cfg.steps:
+            last = step == cfg.steps or (cfg.max_seconds is not None
+                                         and time.perf_counter() - t_start >= cfg.max_seconds)
+            if step % cfg.val_every == 0 or last:
                 model.eval()
                 rec["val"] = {}
                 for name, (vi, vy) in val.items():
                     s = metrics.summary(vy, _scores(model, vi))
                     rec["val"][name] = {"auc": s.get("auc"), "eer": s.get("eer")}
-                aucs = [v["auc"] for v in rec["val"].values() if v["auc"] is not None]
+                aucs = [v["auc"] for k, v in rec["val"].items() if k in ("sbi", "gan", "own") and v["auc"] is not None]
                 val_auc = float(np.mean(aucs)) if aucs else -1.0
                 rec["val_auc"] = val_auc
                 if val_auc > best:
@@ -334,7 +436,7 @@ def train(cache_dir: Path, out: Path, cfg: TrainConfig, *, progress: bool = True
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{rec['total']:.3f}", best=f"{best:.3f}")
-            if step % cfg.save_every == 0 or step == cfg.steps:
+            if step % cfg.save_every == 0 or last:
                 _save_state(out, model, opt, step, best, time.perf_counter() - t_start, cfg)
     finally:
         log.close()
@@ -359,6 +461,7 @@ def evaluate(weights: Path, cache_dir: Path, *, split: str = "test", attacks=Non
     size = model.config.input_size
     cache = FaceCache.load(cache_dir)
     sets = eval_set(cache, split, CACHE_SIZE, max_real=max_real)  # as in training; attacks act on this crop
+    own_sources = [cache.items[i]["source"] for i in cache.where(split=split, label=1, source_prefix="own/")]
     attacks = list(attacks) if attacks else ["none", "jpeg90", "jpeg70", "jpeg50", "resize0.5", "social"]
     for a in attacks:
         if a not in ATTACKS:
@@ -367,16 +470,25 @@ def evaluate(weights: Path, cache_dir: Path, *, split: str = "test", attacks=Non
                  "detector": model.name, "input_size": size, "results": {}}
     t0 = time.perf_counter()
     n_faces = 0
+    parts = combined_parts(sets)
     for a in attacks:
         per = {}
         all_y, all_s = [], []
+        scored: dict = {}
         for name, (imgs, y) in sets.items():
-            att = np.stack([apply_attack(im, a) for im in imgs]) if a != "none" else imgs
-            s = _scores(model, att)
-            n_faces += len(att)
+            if name.startswith("own/"):  # rows of "own": its real rows and the renders of one kind
+                k = np.r_[np.ones(int((sets["own"][1] == 0).sum()), bool),
+                          np.array([cache_src == name for cache_src in own_sources])]
+                s = scored["own"][k]
+            else:
+                att = np.stack([apply_attack(im, a) for im in imgs]) if a != "none" else imgs
+                s = _scores(model, att)
+                n_faces += len(att)
+                scored[name] = s
             per[name] = metrics.summary(y, s)
-            all_y.append(y)
-            all_s.append(s)
+            if name in parts:
+                all_y.append(np.asarray(y)[parts[name]])
+                all_s.append(s[parts[name]])
         per["combined"] = metrics.summary(np.concatenate(all_y), np.concatenate(all_s))
         res["results"][a] = per
     res["faces_per_s"] = round(n_faces / max(time.perf_counter() - t0, 1e-9), 1)

@@ -214,7 +214,25 @@ def _detect_sub_parser() -> argparse.ArgumentParser:
     c.add_argument("shared_data", help="the shared data folder (faces_real, faces_real_color, faces_fake_public)")
     c.add_argument("-o", "--out", required=True, help="cache folder (crops.npy, landmarks.npy, index.json)")
     c.add_argument("--limit", type=int, default=None, help="first N images only (tests)")
+    c.add_argument("--renders", default=None, help="a folder of our own renders (`detect renders`) to add as fakes")
+    c.add_argument("--reuse", default=None, help="an earlier cache: images it holds are copied, not detected again")
     c.add_argument("--quiet", action="store_true")
+    r = sub.add_parser("renders", help="render the studio's own output (heads, NeRF avatars, body turntable) "
+                                       "as a fake source for training and evaluation")
+    r.add_argument("out", help="new folder (images/, MANIFEST.tsv)")
+    r.add_argument("--identities", type=int, default=120, help="random synthetic head identities")
+    r.add_argument("--views", type=int, default=4)
+    r.add_argument("--expressions", type=int, default=3)
+    r.add_argument("--size", type=int, default=256)
+    r.add_argument("--nerf-avatars", type=int, default=0, help="NeRF head avatars to train and render (minutes each)")
+    r.add_argument("--nerf-seconds", type=float, default=240.0, help="training time per NeRF avatar")
+    r.add_argument("--nerf-frames", type=int, default=16)
+    r.add_argument("--body-photo", default=None, help="a body photo: its reconstruction's turntable frames")
+    r.add_argument("--body-mask", default=None)
+    r.add_argument("--body-frames", type=int, default=24)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--threads", type=int, default=None)
+    r.add_argument("--quiet", action="store_true")
     t = sub.add_parser("train", help="train a detector on the face cache (resumes when OUT holds a run)")
     t.add_argument("cache", help="face cache folder (from `detect cache`)")
     t.add_argument("-o", "--out", required=True, help="run folder (model.safetensors, state, log.jsonl)")
@@ -224,6 +242,10 @@ def _detect_sub_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--gan-fraction", type=float, default=0.2, help="share of fakes from the StyleGAN2 training faces")
+    t.add_argument("--own-fraction", type=float, default=0.0,
+                   help="share of fakes from our own training renders (a cache built with --renders)")
+    t.add_argument("--minutes", type=float, default=None, help="stop after this much training time")
+    t.add_argument("--init", default=None, help="start from these weights (same detector and config)")
     t.add_argument("--jpeg-p", type=float, default=0.3, help="probability of a JPEG round trip per crop")
     t.add_argument("--val-every", type=int, default=250)
     t.add_argument("--seed", type=int, default=0)
@@ -252,7 +274,16 @@ def main_detect_sub(argv: list[str]) -> int:
             from detect.train import build_face_cache
 
             print(json.dumps(build_face_cache(Path(args.shared_data), Path(args.out), progress=not args.quiet,
-                                              limit=args.limit)))
+                                              limit=args.limit, renders=Path(args.renders) if args.renders else None,
+                                              reuse=Path(args.reuse) if args.reuse else None)))
+        elif args.detect_cmd == "renders":
+            from studio.pipelines.own_renders import make_own_renders
+
+            print(json.dumps(make_own_renders(
+                Path(args.out), identities=args.identities, views=args.views, expressions=args.expressions,
+                size=args.size, nerf_avatars=args.nerf_avatars, nerf_seconds=args.nerf_seconds,
+                nerf_frames=args.nerf_frames, body_photo=args.body_photo, body_mask=args.body_mask,
+                body_frames=args.body_frames, seed=args.seed, threads=args.threads, progress=not args.quiet)))
         elif args.detect_cmd == "train":
             from detect.train import TrainConfig, train
 
@@ -262,11 +293,13 @@ def main_detect_sub(argv: list[str]) -> int:
                 raise InputError(f"--config must be a JSON object, got {args.config!r}") from None
             if not isinstance(overrides, dict):
                 raise InputError(f"--config must be a JSON object, got {args.config!r}")
-            if args.steps < 1 or args.batch < 2:
-                raise InputError("--steps must be >= 1 and --batch >= 2")
+            if args.minutes is not None and not args.minutes > 0:
+                raise InputError(f"--minutes must be positive, got {args.minutes}")
             cfg = TrainConfig(detector=args.detector, detector_config=overrides, steps=args.steps, batch=args.batch,
-                              lr=args.lr, gan_fraction=args.gan_fraction, jpeg_p=args.jpeg_p,
-                              val_every=args.val_every, seed=args.seed, threads=args.threads)
+                              lr=args.lr, gan_fraction=args.gan_fraction, own_fraction=args.own_fraction,
+                              jpeg_p=args.jpeg_p, val_every=args.val_every, seed=args.seed, threads=args.threads,
+                              max_seconds=args.minutes * 60 if args.minutes else None, init=args.init)
+            cfg.check()
             print(json.dumps(train(Path(args.cache), Path(args.out), cfg, progress=not args.quiet)))
         else:
             from detect.train import evaluate
@@ -658,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         from reconstruct.head.synth import main_synth
 
         return main_synth(argv[2:])
-    if argv[:1] == ["detect"] and argv[1:2] and argv[1] in ("cache", "train", "eval"):
+    if argv[:1] == ["detect"] and argv[1:2] and argv[1] in ("cache", "renders", "train", "eval"):
         def run() -> int:
             return main_detect_sub(argv[1:])
     else:

@@ -258,3 +258,24 @@ def test_data_module_is_light():
     code = "import sys, detect.data; assert 'torch' not in sys.modules; print('ok')"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "ok" in p.stdout, p.stderr
+
+
+def test_own_renders_folder(tmp_path):
+    """Rows of a renders folder become label-1 items with absolute paths; bad rows are listed, not kept."""
+    (tmp_path / "images" / "head_synth").mkdir(parents=True)
+    Image.new("RGB", (96, 96), (30, 20, 10)).save(tmp_path / "images" / "head_synth" / "a.png")
+    Image.new("RGB", (32, 32)).save(tmp_path / "images" / "head_synth" / "small.png")
+    rows = [("images/head_synth/a.png", "own/head_synth", "own_head:1", "train"),
+            ("images/head_synth/small.png", "own/head_synth", "own_head:2", "test"),
+            ("images/head_synth/gone.png", "own/head_synth", "own_head:3", "test"),
+            ("images/head_synth/a.png", "faces_real", "own_head:1", "train"),  # not an own/ source
+            ("images/head_synth/a.png", "own/head_synth", "own_head:1", "holdout")]  # unknown split
+    (tmp_path / "MANIFEST.tsv").write_text("file\tsource\tgroup\tsplit\tgenerator\n"
+                                           + "".join("\t".join(r) + "\tx\n" for r in rows))
+    skipped: list = []
+    items = D.own_renders(tmp_path, skipped=skipped)
+    assert len(items) == 1 and items[0]["label"] == 1 and Path(items[0]["path"]).is_absolute()
+    assert items[0]["source"] == "own/head_synth" and items[0]["width"] == 96
+    assert len(skipped) == 4
+    with pytest.raises(FileNotFoundError, match="not a renders folder"):
+        D.own_renders(tmp_path / "images")

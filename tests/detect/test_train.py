@@ -112,3 +112,75 @@ def test_cli_bad_config_is_one_line(cache, tmp_path):
     p = subprocess.run([sys.executable, "-m", "studio.cli", "detect", "train", str(cache), "-o", str(tmp_path / "r"),
                         "--detector", "nope", "--steps", "1"], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert p.returncode == 2 and "nope" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def own_cache(cache, tmp_path_factory) -> Path:
+    """The synthetic cache plus 12 'own renders' (label 1): 6 train, 4 test head_synth, 2 test head_nerf."""
+    d = tmp_path_factory.mktemp("facecache_own")
+    crops = np.load(cache / "crops.npy")
+    items = json.loads((cache / "index.json").read_text())["items"]
+    rng = np.random.default_rng(1)
+    extra = np.clip(rng.normal(40, 10, (12,) + crops.shape[1:]), 0, 255).astype(np.uint8)
+    for k in range(12):
+        split, kind = ("train", "own/head_synth") if k < 6 else ("test", "own/head_synth" if k < 10 else "own/head_nerf")
+        items.append({"path": f"/r/{k}.png", "source": kind, "label": 1, "group": f"own:{k}", "split": split})
+    np.save(d / "crops.npy", np.concatenate([crops, extra]))
+    lms = np.load(cache / "landmarks.npy")
+    np.save(d / "landmarks.npy", np.concatenate([lms, lms[:12]]))
+    (d / "index.json").write_text(json.dumps({"schema": dtrain.CACHE_SCHEMA, "items": items}))
+    return d
+
+
+def test_fake_source_mix_follows_the_fractions():
+    cfg = dtrain.TrainConfig(gan_fraction=0.2, own_fraction=0.3)
+    rng = np.random.default_rng(0)
+    draws = [dtrain._fake_source(cfg, rng, [1], [2]) for _ in range(20000)]
+    share = {k: draws.count(k) / len(draws) for k in ("gan", "own", "sbi")}
+    assert abs(share["gan"] - 0.2) < 0.02 and abs(share["own"] - 0.3) < 0.02 and abs(share["sbi"] - 0.5) < 0.02
+    # a source the cache lacks falls back to SBI
+    assert {dtrain._fake_source(cfg, rng, [], []) for _ in range(200)} == {"sbi"}
+
+
+@pytest.mark.parametrize("bad", [{"gan_fraction": 0.7, "own_fraction": 0.5}, {"own_fraction": -0.1},
+                                 {"batch": 1}, {"max_seconds": 0}])
+def test_bad_train_config_is_refused(bad):
+    with pytest.raises(ValueError):
+        dtrain.TrainConfig(**bad).check()
+
+
+def test_own_renders_train_and_evaluate_without_double_counting(cache, own_cache, tmp_path):
+    cfg = dtrain.TrainConfig(detector="meso4", detector_config={"input_size": 64}, steps=3, batch=4,
+                             own_fraction=0.5, gan_fraction=0.2, val_every=3, threads=1)
+    with pytest.raises(ValueError, match="no own training renders"):
+        dtrain.train(cache, tmp_path / "r0", cfg, progress=False)
+    r = dtrain.train(own_cache, tmp_path / "r1", cfg, progress=False)
+    assert r["steps"] == 3
+    res = dtrain.evaluate(tmp_path / "r1" / "model.safetensors", own_cache, split="test", attacks=["none"])
+    per = res["results"]["none"]
+    assert {"sbi", "gan", "own", "own/head_synth", "own/head_nerf", "combined"} <= set(per)
+    assert per["own"]["n_fake"] == 6 and per["own/head_synth"]["n_fake"] == 4 and per["own/head_nerf"]["n_fake"] == 2
+    assert per["own"]["n_real"] == per["sbi"]["n_real"] == per["own/head_nerf"]["n_real"]
+    # combined: every real face once, every fake once
+    assert per["combined"]["n"] == per["sbi"]["n"] + per["gan"]["n"] + per["own"]["n_fake"]
+
+
+def test_time_budget_and_init(cache, tmp_path):
+    cfg = dtrain.TrainConfig(detector="meso4", detector_config={"input_size": 64}, steps=1000, batch=4,
+                             val_every=1000, save_every=1000, threads=1, max_seconds=1e-3)
+    r = dtrain.train(cache, tmp_path / "a", cfg, progress=False)
+    assert r["steps"] == 1  # the budget ran out after the first step; validated and saved there
+    assert json.loads((tmp_path / "a" / "state.json").read_text())["step"] == 1
+    assert (tmp_path / "a" / "model.safetensors").is_file()
+    w = tmp_path / "a" / "model.safetensors"
+    from detect.registry import load_detector
+
+    cfg2 = dtrain.TrainConfig(detector="meso4", detector_config={"input_size": 64}, steps=1, batch=4,
+                              threads=1, lr=0.0, init=str(w))
+    dtrain.train(cache, tmp_path / "b", cfg2, progress=False)
+    a, b = load_detector(w).state_dict(), load_detector(tmp_path / "b" / "model.safetensors").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if "running" not in k and "num_batches" not in k)
+    cfg3 = dtrain.TrainConfig(detector="meso4", detector_config={"input_size": 96}, steps=1, batch=4,
+                              threads=1, init=str(w))
+    with pytest.raises(ValueError, match="--init"):
+        dtrain.train(cache, tmp_path / "c", cfg3, progress=False)
