@@ -20,6 +20,10 @@ Packs and their identity groups:
 - ``faces_fake_public`` (real FFHQ label 0, StyleGAN2 label 1): the pack's own ``split.json``,
   fixed; group ``faces_fake_public:<file>``; source ``faces_fake_public/real`` or ``/fake``.
 
+- the studio's own renders (``build_manifest(..., renders=FOLDER)``, made by ``dhstudio detect
+  renders``; :func:`own_renders`): label 1, source ``own/<kind>``, the group and split the renderer
+  wrote in its ``MANIFEST.tsv`` (one synthetic identity per group), absolute paths.
+
 Every other pack is split by a stable hash of the group (:func:`split_of`: sha1 of the group,
 mod 10 -> 0 test, 1 val, 2-9 train; the rule faces_real_color's README suggests, so its
 ``split_suggested`` column is reproduced exactly), so no identity crosses splits.
