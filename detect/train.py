@@ -10,9 +10,12 @@ Three steps, each a function and a ``dhstudio detect`` sub-command:
 2. :func:`train` (``detect train``): batches of half real crops (random SBI-style crop, flip,
    JPEG / resize augmentation) and half fakes: Self-Blended Images made on the fly from the real
    training crops (``detect.sbi``; the blend mask is the segmentation / boundary target) and,
-   with ``gan_fraction``, the training part of faces_fake_public's StyleGAN2 faces. AdamW, cosine
-   schedule, a progress bar, a resumable state every ``save_every`` steps, the model with the best
-   validation AUC kept as ``model.safetensors``.
+   with ``gan_fraction``, the training part of faces_fake_public's StyleGAN2 faces and, with
+   ``own_fraction``, the training part of the studio's own renders (a cache built with
+   ``--renders``). AdamW, cosine schedule over the steps or the time budget (``max_seconds``),
+   optionally from earlier weights (``init``), a progress bar, a resumable state every
+   ``save_every`` steps, the model with the best validation AUC on the sources it trains on
+   (:func:`trained_sources`) kept as ``model.safetensors``.
 3. :func:`evaluate` (``detect eval``): AUC, EER, accuracy, TPR at 1 % FPR and calibration error
    (``detect.metrics.summary``) per source and per attack (``detect.sbi.ATTACKS``) on a split.
 
@@ -215,6 +218,20 @@ class TrainConfig:
             raise ValueError(f"max_seconds must be positive, got {self.max_seconds!r}")
 
 
+def trained_sources(cfg: TrainConfig) -> tuple[str, ...]:
+    """The fake sources a run trains on; its best checkpoint is chosen by the mean validation AUC
+    of these only, so a run trained on one source never picks weights by the sources it is later
+    tested on (the cross matrix)."""
+    out = []
+    if cfg.gan_fraction + cfg.own_fraction < 1.0 - 1e-9:
+        out.append("sbi")
+    if cfg.gan_fraction > 0:
+        out.append("gan")
+    if cfg.own_fraction > 0:
+        out.append("own")
+    return tuple(out)
+
+
 def _fake_source(cfg: TrainConfig, rng: np.random.Generator, gan_idx, own_idx) -> str:
     r = rng.random()
     if r < cfg.gan_fraction and len(gan_idx):
@@ -385,6 +402,7 @@ def train(cache_dir: Path, out: Path, cfg: TrainConfig, *, progress: bool = True
     if (out / "state.json").is_file():
         step, best, elapsed = _load_state(out, model, opt, cfg)
     val = eval_set(cache, "val", size, max_real=400)
+    select_on = trained_sources(cfg)
     rng = np.random.default_rng(cfg.seed * 1_000_003 + step)
     log = open(out / "log.jsonl", "a")
     bar = None
@@ -422,7 +440,7 @@ def train(cache_dir: Path, out: Path, cfg: TrainConfig, *, progress: bool = True
                 for name, (vi, vy) in val.items():
                     s = metrics.summary(vy, _scores(model, vi))
                     rec["val"][name] = {"auc": s.get("auc"), "eer": s.get("eer")}
-                aucs = [v["auc"] for k, v in rec["val"].items() if k in ("sbi", "gan", "own") and v["auc"] is not None]
+                aucs = [v["auc"] for k, v in rec["val"].items() if k in select_on and v["auc"] is not None]
                 val_auc = float(np.mean(aucs)) if aucs else -1.0
                 rec["val_auc"] = val_auc
                 if val_auc > best:

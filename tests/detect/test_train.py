@@ -184,3 +184,10 @@ def test_time_budget_and_init(cache, tmp_path):
                               threads=1, init=str(w))
     with pytest.raises(ValueError, match="--init"):
         dtrain.train(cache, tmp_path / "c", cfg3, progress=False)
+
+
+def test_best_checkpoint_is_chosen_on_the_trained_sources_only():
+    assert dtrain.trained_sources(dtrain.TrainConfig(gan_fraction=0.2, own_fraction=0.1)) == ("sbi", "gan", "own")
+    assert dtrain.trained_sources(dtrain.TrainConfig(gan_fraction=0.0, own_fraction=0.0)) == ("sbi",)
+    assert dtrain.trained_sources(dtrain.TrainConfig(gan_fraction=1.0, own_fraction=0.0)) == ("gan",)
+    assert dtrain.trained_sources(dtrain.TrainConfig(gan_fraction=0.0, own_fraction=1.0)) == ("own",)
