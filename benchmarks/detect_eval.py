@@ -1,14 +1,21 @@
 """Face-forgery detector evaluation (issue 13, section 3): one command, JSON lines out.
 
     .venv/bin/python benchmarks/detect_eval.py --weights assets/detector_default.safetensors \
-        --cache /work/data/faces_cache_v1 [--split test] [--threads 2]
+        --cache /work/data/faces_cache_v2 --renders /work/data/own_renders_v1 [--split test] [--threads 2]
+
+The one command behind BENCHMARKS.md's evaluation table: the crop-level table below, the DFDC
+smoke test, and (unless ``--no-fullimage``) ``benchmarks/detect_fullimage.py``'s attacks on whole
+images through the whole ``dhstudio detect`` path, with the same weights, split and renders.
 
 Prints, per attack (none, jpeg90, jpeg70, jpeg50, resize0.5, social) and source, the metrics of
 ``detect.metrics.summary`` (AUC, EER, accuracy, TPR at 1 % FPR, calibration error, counts):
 - ``sbi``: held-out real faces (faces_real, faces_real_color, identity split) against
   Self-Blended fakes made from those same held-out faces;
 - ``gan``: the held-out part of faces_fake_public (FFHQ photos against StyleGAN2 faces);
-- ``combined``: both.
+- ``own``: the same held-out real faces against the studio's own held-out renders (a cache built
+  with ``--renders``), and one line per kind of render (``own/head_synth``, ``own/head_nerf``,
+  ``own/body_turntable``);
+- ``combined``: all of them, each face once.
 Then the DFDC smoke test (``video_samples/dfdc_two_fakes/prepared_dataset``: 11 real and 11 fake
 face crops from two face-swap videos; far too few to claim accuracy) through the whole
 ``dhstudio detect`` path (face detection, crop, score), and the speed of that path in faces/s.
@@ -37,6 +44,9 @@ def main(argv=None) -> int:
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--split", default="test", choices=["val", "test"])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--renders", default=None, help="own renders folder (for the whole-image part)")
+    ap.add_argument("--no-fullimage", action="store_true", help="skip the whole-image attacks")
+    ap.add_argument("--max-per-source", type=int, default=None, help="whole-image part: images per pool")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -80,6 +90,17 @@ def main(argv=None) -> int:
                       **common}))
     print(json.dumps({"bench": "detect_speed_end_to_end", "images_per_s": round(n / dt, 1),
                       "what": "read + face detection (mediapipe) + crop + score, DFDC crops", **common}))
+    if not args.no_fullimage:
+        from benchmarks import detect_fullimage
+
+        fargs = ["--weights", args.weights, "--shared", args.shared, "--split", args.split,
+                 "--threads", str(args.threads)]
+        if args.renders:
+            fargs += ["--renders", args.renders]
+        if args.max_per_source:
+            fargs += ["--max-per-source", str(args.max_per_source)]
+        sys.stdout.flush()
+        return detect_fullimage.main(fargs)
     return 0
 
 

@@ -511,3 +511,48 @@ def evaluate(weights: Path, cache_dir: Path, *, split: str = "test", attacks=Non
         res["results"][a] = per
     res["faces_per_s"] = round(n_faces / max(time.perf_counter() - t0, 1e-9), 1)
     return res
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def calibrate(weights: Path, cache_dir: Path, *, split: str = "val", fpr: float = 0.01, out: Path | None = None,
+              max_real: int | None = None) -> dict:
+    """The decision threshold at which at most ``fpr`` of ``split``'s real faces are called fake.
+
+    Every real face of the split counts (faces_real, faces_real_color and faces_fake_public's FFHQ
+    photos); the fakes (``eval_set``'s sources) only report the TPR reached at that threshold. The
+    threshold is :func:`detect.metrics.tpr_at_fpr`'s (the lowest score threshold whose empirical FPR
+    is ``<= fpr``). With ``out``, the weights are written there with the record under
+    ``metadata["calibration"]``; the verifier reads its threshold from there. Calibrate on the
+    validation split: a threshold chosen on the test split would make the test figures a lie.
+    """
+    from . import metrics
+    from .registry import load_detector
+
+    if not 0.0 < fpr < 1.0:
+        raise ValueError(f"fpr must lie in (0, 1), got {fpr}")
+    model = load_detector(weights)
+    model.eval()
+    cache = FaceCache.load(cache_dir)
+    sets = eval_set(cache, split, CACHE_SIZE, max_real=max_real)
+    real_idx = cache.where(split=split, label=0)
+    rng = np.random.default_rng(4321)
+    if max_real and len(real_idx) > max_real:
+        real_idx = np.sort(rng.choice(real_idx, max_real, replace=False))
+    real = np.stack([_crop(cache, int(i), CACHE_SIZE)[0] for i in real_idx])
+    s_real = _scores(model, real)
+    fakes = [sets[k][0][np.asarray(sets[k][1]) == 1] for k in ("sbi", "gan", "own") if k in sets]
+    s_fake = _scores(model, np.concatenate(fakes)) if fakes else np.zeros(0, np.float32)
+    y = np.r_[np.zeros(len(s_real)), np.ones(len(s_fake))]
+    res = metrics.tpr_at_fpr(y, np.r_[s_real, s_fake], fpr)
+    if res is None:
+        raise ValueError(f"{cache_dir}: split {split!r} lacks real or fake faces to calibrate on")
+    tpr, thr = res
+    rec = {"split": split, "fpr_target": fpr, "threshold": float(thr), "n_real": int(len(s_real)),
+           "n_fake": int(len(s_fake)), "fpr_measured": float((s_real >= thr).mean()), "tpr": float(tpr),
+           "fake_sources": [k for k in ("sbi", "gan", "own") if k in sets],
+           "weights_sha256": media.sha256_file(weights)}
+    if out is not None:
+        model.save(out, metadata={"calibration": rec})
+    return rec

@@ -182,10 +182,40 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def _detect_kind(path: str) -> str:
+    """"video" for what the one sniffer calls a video (or an MP4 audio file: its error says there is no
+    video stream), else "image" (score_image reports what is wrong with anything else)."""
+    from provenance import media
+    from provenance.errors import DhsError
+
+    try:
+        mt = media.sniff_media_type(path)
+    except DhsError:
+        return "image"
+    return "video" if mt in media.VIDEO_TYPES or mt == "audio/mp4" else "image"
+
+
 def cmd_detect(args) -> int:
-    """Score image files for face forgery with the shipped (or given) detector: JSON lines or text."""
-    from detect.score import load_default_detector, score_image
-    from provenance.errors import printable
+    """Score image and video files for face forgery with the shipped (or given) detector: JSON
+    lines or text. A video is sampled, its faces tracked and scored per frame (detect.video)."""
+    import math
+
+    from provenance import media
+    from provenance.errors import InputError, printable
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.sample_fps is not None and not (args.sample_fps > 0 and math.isfinite(args.sample_fps)):
+        raise InputError(f"--sample-fps must be a positive number, got {args.sample_fps}")
+    kinds = [_detect_kind(f) for f in args.files]
+    if args.annotate:
+        if len(args.files) != 1:
+            raise InputError(f"--annotate writes one video: give one video file, not {len(args.files)} files")
+        media.check_input_path(args.files[0])
+        if kinds[0] != "video":
+            raise InputError(f"--annotate needs a video; {args.files[0]} is not one")
+        media.check_output_path(args.annotate, src=args.files[0])
+    from detect.score import load_default_detector, score_image  # torch: after the quick checks
 
     if args.threads:
         import torch
@@ -194,14 +224,27 @@ def cmd_detect(args) -> int:
     detector, info = load_default_detector(args.weights)
     info["name"] = detector.name
     worst = 0
-    for f in args.files:
-        r = score_image(Path(f), detector, info, path_label=f)
+    for f, kind in zip(args.files, kinds):
+        if kind == "video":
+            from detect.video import score_video
+
+            r = score_video(Path(f), detector, info, max_frames=args.max_frames, sample_fps=args.sample_fps,
+                            annotate=Path(args.annotate) if args.annotate else None, path_label=f,
+                            progress=not args.json and sys.stderr.isatty())
+            faces = f"{len(r.tracks)} face track(s), {r.frames_sampled} frames sampled"
+        else:
+            r = score_image(Path(f), detector, info, path_label=f)
+            faces = f"{len(r.faces)} face(s)"
         if args.json:
             print(json.dumps(r.to_dict()))
         else:
-            what = "no face" if r.score is None else f"fake probability {r.score:.3f} ({len(r.faces)} face(s))"
-            err = f" [{printable(r.error['message'])}]" if r.error and r.score is None else ""
+            what = "no face" if r.score is None else f"fake probability {r.score:.3f} ({faces})"
+            if kind == "video" and r.score is None and r.error and r.error.get("code") != "detect.no_face":
+                what = "not checked"
+            err = f" [{printable(r.error['message'])}]" if r.error and (r.score is None or kind == "video") else ""
             print(f"{printable(f)}: {what}{err}")
+            if kind == "video" and r.annotated:
+                print(f"annotated video: {printable(r.annotated['path'])}")
         if r.error and r.error.get("code") not in ("detect.no_face",):
             worst = EXIT_USER
     return worst
@@ -251,6 +294,14 @@ def _detect_sub_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--quiet", action="store_true")
+    k = sub.add_parser("calibrate", help="the threshold at a false-positive rate on real faces (validation split), "
+                                          "stored in the weights for the verifier")
+    k.add_argument("weights", help="detector weights (model.safetensors)")
+    k.add_argument("cache", help="face cache folder")
+    k.add_argument("-o", "--out", default=None, help="write the calibrated weights here (default: print only)")
+    k.add_argument("--fpr", type=float, default=0.01)
+    k.add_argument("--split", choices=["train", "val"], default="val")
+    k.add_argument("--threads", type=int, default=None)
     e = sub.add_parser("eval", help="AUC / EER / TPR@1%%FPR / calibration per source and attack, as JSON")
     e.add_argument("weights", help="detector weights (model.safetensors)")
     e.add_argument("cache", help="face cache folder")
@@ -301,6 +352,11 @@ def main_detect_sub(argv: list[str]) -> int:
                               max_seconds=args.minutes * 60 if args.minutes else None, init=args.init)
             cfg.check()
             print(json.dumps(train(Path(args.cache), Path(args.out), cfg, progress=not args.quiet)))
+        elif args.detect_cmd == "calibrate":
+            from detect.train import calibrate
+
+            print(json.dumps(calibrate(Path(args.weights), Path(args.cache), split=args.split, fpr=args.fpr,
+                                       out=Path(args.out) if args.out else None)))
         else:
             from detect.train import evaluate
 
@@ -671,11 +727,19 @@ def build_parser() -> argparse.ArgumentParser:
     hm.add_argument("--json", action="store_true")
     hm.set_defaults(func=cmd_head_export_mesh)
 
-    dt = sub.add_parser("detect", help="face-forgery detection: score images (also: detect train / detect eval)")
+    dt = sub.add_parser("detect", help="face-forgery detection: score images and videos "
+                                       "(also: detect train / detect eval)")
     dt.add_argument("files", nargs="+", metavar="FILE")
     dt.add_argument("--weights", help="detector weights (default: assets/detector_default.safetensors)")
     dt.add_argument("--json", action="store_true", help="one JSON object per line and file")
     dt.add_argument("--threads", type=int, default=None, help="torch threads")
+    dt.add_argument("--annotate", metavar="OUT.mp4", default=None,
+                    help="video only: also write the video with boxes coloured by score, track ids and a "
+                         "score plot (audio kept)")
+    dt.add_argument("--max-frames", type=int, default=None, metavar="N",
+                    help="video: score at most N frames (default 300; shorter clips: every frame)")
+    dt.add_argument("--sample-fps", type=float, default=None, metavar="F",
+                    help="video: sample F frames per second (lowered to fit --max-frames)")
     dt.set_defaults(func=cmd_detect)
 
     d = sub.add_parser("demo", help="the main job on built-in inputs: generate, sign, strip, verify")
@@ -691,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
         from reconstruct.head.synth import main_synth
 
         return main_synth(argv[2:])
-    if argv[:1] == ["detect"] and argv[1:2] and argv[1] in ("cache", "renders", "train", "eval"):
+    if argv[:1] == ["detect"] and argv[1:2] and argv[1] in ("cache", "renders", "train", "calibrate", "eval"):
         def run() -> int:
             return main_detect_sub(argv[1:])
     else:

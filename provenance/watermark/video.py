@@ -20,6 +20,10 @@ swscale to a long edge of 2048), and only the running sum and a few intermediate
 are kept; verification decodes at most ``max_verify_frames`` frames; frames over
 ``max_frame_pixels`` and (for signing) videos over ``max_sign_frames`` frames are refused with a
 one-line ``limit.*`` InputError; embedding works on strips of each frame.
+
+Shared with the video content check (``detect.video``): :func:`open_video`,
+:func:`configure_decoder`, :func:`check_frame_pixels` (the one bounded way to open and decode a
+video) and :class:`AudioPassthrough` (the input's audio carried into an MP4 being written).
 """
 
 from __future__ import annotations
@@ -47,8 +51,10 @@ _KEEP_INTERMEDIATES = 32  # per-frame intermediates kept for the single-frame fa
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 
 
-def _open_input(src: Source):
-    """An av container for a path, bytes or a binary file object (which stays the caller's)."""
+def open_video(src: Source):
+    """``(container, label)``: an av input container for a path, bytes or a binary file object
+    (which stays the caller's), and the name to use in messages. One-line InputError when it cannot
+    be opened or holds no video stream (``input.no_video_stream``: an audio-only MP4, say)."""
     import av
 
     if isinstance(src, (bytes, bytearray, memoryview)):
@@ -68,11 +74,11 @@ def _open_input(src: Source):
         raise InputError(f"cannot decode video {label}: {e}".splitlines()[0]) from None
     if not c.streams.video:
         c.close()
-        raise InputError(f"{label} has no video stream")
+        raise InputError(f"{label} has no video stream", code="input.no_video_stream")
     return c, label
 
 
-def _configure_decoder(vin, lim: Limits) -> None:
+def configure_decoder(vin, lim: Limits) -> None:
     """Frame + slice threads, at most ``lim.max_decoder_threads`` (and the machine's cores)."""
     n = max(1, min(int(lim.max_decoder_threads), os.cpu_count() or 1))
     try:
@@ -82,7 +88,8 @@ def _configure_decoder(vin, lim: Limits) -> None:
         pass
 
 
-def _check_frame_pixels(w: int, h: int, lim: Limits, label: str) -> None:
+def check_frame_pixels(w: int, h: int, lim: Limits, label: str) -> None:
+    """InputError ``limit.frame_pixels`` (one line) when a ``w`` x ``h`` frame is over the limit."""
     if w * h > lim.max_frame_pixels:
         raise InputError(f"{label}: video frames are {w}x{h} ({_limits.mp(w * h)}), over the "
                          f"{_limits.mp(lim.max_frame_pixels)} limit ({lim.env_var('max_frame_pixels')})",
@@ -110,6 +117,51 @@ def _luma_plane(frame) -> np.ndarray:
     p = frame.planes[0]
     a = np.frombuffer(p, dtype=np.uint8).reshape(p.height, p.line_size)
     return a[:, : p.width]
+
+
+class AudioPassthrough:
+    """The input's audio carried into an MP4 being written: packets copied when the MP4 container
+    takes the codec (AAC, MP3, AC-3, E-AC-3, ALAC, Opus, FLAC), else decoded and re-encoded to AAC.
+    ``how`` is "copied", "re-encoded", or None when there is no audio (``ain`` None).
+
+    Example::
+
+        audio = AudioPassthrough(out, inp.streams.audio[0] if inp.streams.audio else None)
+        for packet in inp.demux(vin, *([ain] if ain else [])):
+            if packet.stream.type == "audio":
+                audio.mux(packet)
+            ...
+        audio.flush()  # before out.close()
+    """
+
+    def __init__(self, out, ain):
+        self.out, self.stream, self.how = out, None, None
+        if ain is None:
+            return
+        if ain.codec_context.name in _COPY_AUDIO:
+            self.stream, self.how = out.add_stream_from_template(ain), "copied"
+        else:
+            self.stream = out.add_stream("aac", rate=ain.codec_context.sample_rate or 48000)
+            self.how = "re-encoded"
+
+    def mux(self, packet) -> None:
+        """Write one demuxed audio packet (the demuxer's empty flush packets are ignored)."""
+        if self.stream is None or packet.dts is None:
+            return
+        if self.how == "copied":
+            packet.stream = self.stream
+            self.out.mux(packet)
+            return
+        for af in packet.decode():
+            af.pts = None
+            for op in self.stream.encode(af):
+                self.out.mux(op)
+
+    def flush(self) -> None:
+        """Drain the AAC encoder (nothing to do when copying)."""
+        if self.how == "re-encoded":
+            for op in self.stream.encode():
+                self.out.mux(op)
 
 
 PRESCALE_EDGE = 4 * _core.INTERMEDIATE  # decode: frames beyond one strip are first scaled to this long edge
@@ -147,36 +199,21 @@ def _transcode(inp, vin, ain, tmp, *, wm_id: int, key: bytes, strength: float, c
         vout.pix_fmt = "yuv420p"
         vout.options = {"crf": str(int(crf)), "preset": preset}
         vout.codec_context.time_base = vin.time_base
-        aout = None
-        if ain is not None:
-            if ain.codec_context.name in _COPY_AUDIO:
-                aout = out.add_stream_from_template(ain)
-                stats["audio"] = "copied"
-            else:
-                aout = out.add_stream("aac", rate=ain.codec_context.sample_rate or 48000)
-                stats["audio"] = "re-encoded"
+        audio = AudioPassthrough(out, ain)
+        stats["audio"] = audio.how
         stats.update(width=vout.width, height=vout.height, fps=float(rate))
         streams = [vin] + ([ain] if ain is not None else [])
         vh, vw = vout.height, vout.width
         for packet in inp.demux(*streams):
             if packet.stream.type == "audio":
-                if aout is None or packet.dts is None:
-                    continue
-                if stats["audio"] == "copied":
-                    packet.stream = aout
-                    out.mux(packet)
-                else:
-                    for af in packet.decode():
-                        af.pts = None
-                        for op in aout.encode(af):
-                            out.mux(op)
+                audio.mux(packet)
                 continue
             for frame in packet.decode():
                 if stats["frames"] >= max_frames:
                     raise InputError(f"{label}: the video has more than {max_frames} frames; watermarking takes "
                                      f"at most {max_frames} ({lim.env_var('max_sign_frames')})",
                                      code="limit.sign_frames")
-                _check_frame_pixels(frame.width, frame.height, lim, label)
+                check_frame_pixels(frame.width, frame.height, lim, label)
                 yuv = frame.reformat(format="yuv420p", width=vw, height=vh)
                 arr = yuv.to_ndarray()  # (3h/2, w) planar
                 del yuv
@@ -200,9 +237,7 @@ def _transcode(inp, vin, ain, tmp, *, wm_id: int, key: bytes, strength: float, c
                 stats["frames"] += 1
         for op in vout.encode():
             out.mux(op)
-        if aout is not None and stats["audio"] == "re-encoded":
-            for op in aout.encode():
-                out.mux(op)
+        audio.flush()
     finally:
         out.close()
 
@@ -226,7 +261,7 @@ def embed_video(src: Source, dst: Path, wm_id: int, *, crf: int = 18, key: bytes
     dst = Path(dst)
     if not dst.parent.is_dir():
         raise OutputError(f"cannot write {dst}: folder {dst.parent} does not exist")
-    inp, label = _open_input(src)
+    inp, label = open_video(src)
     stats = {"frames": 0, "crf": int(crf), "audio": None}
     psnrs = []
     try:
@@ -235,13 +270,13 @@ def embed_video(src: Source, dst: Path, wm_id: int, *, crf: int = 18, key: bytes
         w, h = vin.codec_context.width, vin.codec_context.height
         if min(w, h) < _core.MIN_SIDE:
             raise WatermarkError(f"video too small to watermark ({w}x{h}); need {_core.MIN_SIDE} px per side")
-        _check_frame_pixels(w, h, lim, label)
+        check_frame_pixels(w, h, lim, label)
         max_frames = int(lim.max_sign_frames)
         n_est = _frame_count(inp, vin)
         if n_est is not None and n_est > max_frames:
             raise InputError(f"{label}: the video has about {n_est} frames; watermarking takes at most {max_frames} "
                              f"({lim.env_var('max_sign_frames')})", code="limit.sign_frames")
-        _configure_decoder(vin, lim)
+        configure_decoder(vin, lim)
         with media.atomic_target(dst) as tmp:
             try:
                 _transcode(inp, vin, ain, tmp, wm_id=wm_id, key=key, strength=strength, crf=crf, preset=preset,
@@ -284,12 +319,12 @@ def decode_video(source: Source, *, max_frames: int = 32, key: bytes = DEFAULT_K
     lim = _limits.resolve(limits)
     max_frames = max(1, int(max_frames))
     notes: list[dict] = []
-    inp, label = _open_input(source)
+    inp, label = open_video(source)
     try:
         vin = inp.streams.video[0]
         cw, ch = vin.codec_context.width, vin.codec_context.height
-        _check_frame_pixels(cw, ch, lim, label)  # before any frame is decoded
-        _configure_decoder(vin, lim)
+        check_frame_pixels(cw, ch, lim, label)  # before any frame is decoded
+        configure_decoder(vin, lim)
         cap = int(lim.max_verify_frames)
         if cw and ch:
             cap = max(1, min(cap, int(lim.max_verify_pixels) // (cw * ch)))
@@ -313,7 +348,7 @@ def decode_video(source: Source, *, max_frames: int = 32, key: bytes = DEFAULT_K
                     more = True
                     break
                 decoded = i + 1
-                _check_frame_pixels(frame.width, frame.height, lim, label)
+                check_frame_pixels(frame.width, frame.height, lim, label)
                 if i % stride:
                     continue
                 if shape is None:

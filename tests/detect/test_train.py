@@ -191,3 +191,20 @@ def test_best_checkpoint_is_chosen_on_the_trained_sources_only():
     assert dtrain.trained_sources(dtrain.TrainConfig(gan_fraction=0.0, own_fraction=0.0)) == ("sbi",)
     assert dtrain.trained_sources(dtrain.TrainConfig(gan_fraction=1.0, own_fraction=0.0)) == ("gan",)
     assert dtrain.trained_sources(dtrain.TrainConfig(gan_fraction=0.0, own_fraction=1.0)) == ("own",)
+
+
+def test_calibrate_threshold_at_fpr(cache, tmp_path):
+    cfg = dtrain.TrainConfig(detector="meso4", detector_config={"input_size": 64}, steps=2, batch=4, threads=1)
+    dtrain.train(cache, tmp_path / "r", cfg, progress=False)
+    w = tmp_path / "r" / "model.safetensors"
+    rec = dtrain.calibrate(w, cache, split="val", fpr=0.25, out=tmp_path / "cal.safetensors")
+    assert rec["split"] == "val" and rec["fpr_measured"] <= 0.25 and rec["n_real"] >= 1
+    from detect.registry import read_detector_header
+
+    meta = read_detector_header(tmp_path / "cal.safetensors")["metadata"]
+    assert meta["calibration"]["threshold"] == rec["threshold"]
+    with pytest.raises(ValueError, match="fpr"):
+        dtrain.calibrate(w, cache, fpr=0.0)
+    p = subprocess.run([sys.executable, "-m", "studio.cli", "detect", "calibrate", str(w), str(cache), "--fpr", "0.25",
+                        "--threads", "1"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert p.returncode == 0 and json.loads(p.stdout)["threshold"] == rec["threshold"], p.stderr
