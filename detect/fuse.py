@@ -1,9 +1,23 @@
-"""Evidence (+ content) -> one label and the reasons that led to it.
+"""Evidence + content -> one label and the reasons that led to it.
 
-The only place that decides a label. Provenance evidence comes from ``provenance.evidence``;
-the content section is the face-forgery check's (until a detector is installed it says
-``not_run`` and never changes the label). Reasons are plain sentences, in the order they were
-weighed.
+The only place that decides a label. Provenance is weighed first (``provenance.evidence``: C2PA,
+watermark, registry); the content section (``detect.content``: the face-forgery detector) after
+it, and only where it was computed with a calibrated threshold:
+
+- no manifest and no watermark (provenance says ``unsigned-unmarked``): a face at or above the
+  threshold -> ``no-provenance-looks-manipulated``; every face below it ->
+  ``no-provenance-no-evidence``;
+- a trusted, intact manifest declaring a capture source type (``digitalCapture``,
+  ``computationalCapture``, film, print, minor human edits) whose content scores at or above the
+  threshold -> ``signed-capture-looks-manipulated``;
+- every other label stays what provenance says (a declared generation keeps saying generated);
+  the content check adds one reason line.
+
+Where the content check did not run or cannot be weighed (turned off, no face, extra not
+installed, no calibration record in the weights, audio, a mesh) the label is exactly
+provenance's, with one reason line saying why. Every content line names the threshold and the
+false-positive rate it was set at. Reasons are plain sentences, in the order they were weighed:
+provenance's first (the reasons of a provenance-only verdict are always a prefix).
 """
 
 from __future__ import annotations
@@ -19,6 +33,17 @@ GENERATED_SOURCE_TYPES = {
     "algorithmicallyEnhanced",
 }
 
+# a manifest with one of these says "a camera (or film, or a print) took this": content that looks
+# manipulated contradicts it (minorHumanEdits: a capture with minor edits, still a capture)
+CAPTURE_SOURCE_TYPES = {
+    "digitalCapture",
+    "computationalCapture",
+    "negativeFilm",
+    "positiveFilm",
+    "print",
+    "minorHumanEdits",
+}
+
 LABELS = {
     "signed-generated-intact": "Signed by a trusted signer, declared AI/algorithm-generated, content unchanged since signing.",
     "signed-intact": "Signed by a trusted signer, content unchanged since signing (not declared as generated).",
@@ -30,6 +55,9 @@ LABELS = {
     "watermarked-manifest-stripped": "No manifest in the file, but the invisible watermark was found and the registry returned the original manifest.",
     "watermarked-unregistered": "No manifest; an invisible watermark was found but this registry has no record of its id.",
     "unsigned-unmarked": "No manifest and no watermark: nothing says where this file came from.",
+    "no-provenance-looks-manipulated": "No manifest and no watermark, and the face-forgery detector scores a face at or above its calibrated threshold: the content looks generated or manipulated.",
+    "no-provenance-no-evidence": "No manifest and no watermark; the face-forgery detector scored every face below its calibrated threshold. Nothing says where this file came from, and the detector found no sign of manipulation (not a proof of authenticity).",
+    "signed-capture-looks-manipulated": "Signed by a trusted signer as a camera capture and unchanged since signing, but the face-forgery detector scores a face at or above its calibrated threshold: the capture claim and the content disagree.",
     "unreadable": "The file could not be parsed as any supported media.",
 }
 
@@ -38,14 +66,121 @@ _CREDENTIAL_ONLY = {"signingCredential.untrusted", "signingCredential.expired"}
 
 
 def decide(ev: Evidence, content=None) -> tuple[str, list[str]]:
-    """The label and its reasons for the evidence of one file (``content`` is not weighed yet)."""
+    """The label and its reasons for the evidence of one file and its content section
+    (``detect.content.ContentSection`` or its dict; None: provenance alone, no content line)."""
     if ev.file.size == 0:
-        return "unreadable", ["file is empty"]
-    label, reasons = _decide_provenance(ev.file.media_type, ev.provenance.to_dict(), ev.watermark.to_dict(),
-                                        ev.registry.to_dict())
-    for lim in ev.limits:
-        reasons.append(f"limit applied: {lim.get('message')}")
+        label, reasons = "unreadable", ["file is empty"]
+    else:
+        label, reasons = _decide_provenance(ev.file.media_type, ev.provenance.to_dict(), ev.watermark.to_dict(),
+                                            ev.registry.to_dict())
+        for lim in ev.limits:
+            reasons.append(f"limit applied: {lim.get('message')}")
+    if content is None:
+        return label, reasons
+    c = content.to_dict() if hasattr(content, "to_dict") else dict(content)
+    label = _weigh_content(label, ev.provenance.to_dict(), ev.registry.to_dict(), c, reasons)
+    seen = {lim.get("code") for lim in ev.limits}
+    for note in c.get("notes") or []:
+        if str(note.get("code", "")).startswith("limit.") and note.get("code") not in seen:
+            reasons.append(f"limit applied (content check): {note.get('message')}")
     return label, reasons
+
+
+def limits_applied(ev: Evidence, content=None) -> list[dict]:
+    """The limits that bounded the work: provenance's, then the content check's ``limit.*`` notes
+    whose code provenance did not already report (one entry per code and section)."""
+    out = [dict(x) for x in ev.limits]
+    seen = {x.get("code") for x in out}
+    c = content.to_dict() if content is not None and hasattr(content, "to_dict") else (content or {})
+    for note in c.get("notes") or []:
+        if str(note.get("code", "")).startswith("limit.") and note.get("code") not in seen:
+            out.append(dict(note))
+            seen.add(note.get("code"))
+    return out
+
+
+def fpr_phrase(cal: dict) -> str:
+    """"1 % false positives on real validation faces" (+ what was measured there, when known)."""
+    split = {"val": "validation", "train": "training", "test": "test"}.get(cal.get("split"), cal.get("split") or "")
+    text = f"{_pct(cal.get('fpr_target'))} false positives on real {split} faces".replace("  ", " ")
+    if cal.get("fpr_measured") is not None and cal.get("n_real"):
+        text += f" (measured {_pct(cal['fpr_measured'])} on {cal['n_real']} faces)"
+    return text
+
+
+def _pct(v) -> str:
+    try:
+        return f"{100.0 * float(v):.3g} %"
+    except (TypeError, ValueError):
+        return "an unknown rate of"
+
+
+def _detector_name(c: dict) -> str:
+    name = c.get("detector") or "face-forgery detector"
+    return f"{name} {c['version']}" if c.get("version") else name
+
+
+def _not_weighed(c: dict) -> str | None:
+    """Why the content section cannot change the label, or None when it can."""
+    status = c.get("status")
+    err = c.get("error") or {}
+    if status != "ok":
+        msg = err.get("message") or "no reason given"
+        if status == "not_run":
+            return f"the content check did not run ({msg})"
+        if status == "not_applicable":
+            return f"the content check does not apply ({msg})"
+        return f"the content check could not run: {msg} ({err.get('code', 'content.error')})"
+    if c.get("score") is None:
+        return "the content check scored no face"
+    if c.get("threshold") is None or not c.get("calibration"):
+        return (f"the {_detector_name(c)} detector's threshold is uncalibrated (its weights carry no calibration "
+                f"record), so its score {float(c['score']):.3f} is reported but not weighed")
+    return None
+
+
+def _content_line(c: dict, fired: bool) -> str:
+    score, thr = float(c["score"]), float(c["threshold"])
+    if c.get("tracks"):
+        k = len(c["tracks"])
+        worst = max((t for t in c["tracks"] if t.get("counted")), key=lambda t: t.get("score") or 0.0, default=None)
+        n = (worst or {}).get("frames")
+        what = "the most suspicious face track" + (f" of {k}" if k > 1 else "")
+        how = f" (mean over {n} frame{'s' if n != 1 else ''})" if n else ""
+    else:
+        k = len(c.get("faces") or [])
+        what, how = "the most suspicious face" + (f" of {k}" if k > 1 else ""), ""
+    rel = "at or above" if fired else "below"
+    return (f"content check ({_detector_name(c)}): {what} scores {score:.3f}{how}, {rel} the threshold {thr:.3f} "
+            f"set at {fpr_phrase(c['calibration'])}")
+
+
+def _weigh_content(label: str, prov: dict, reg: dict, c: dict, reasons: list[str]) -> str:
+    why = _not_weighed(c)
+    if why is not None:
+        reasons.append(f"content not weighed: {why}")
+        return label
+    fired = float(c["score"]) >= float(c["threshold"])
+    line = _content_line(c, fired)
+    if label == "unsigned-unmarked":
+        reasons.append(line)
+        return "no-provenance-looks-manipulated" if fired else "no-provenance-no-evidence"
+    dst = short_source_type(prov.get("digital_source_type"))
+    if label == "signed-intact" and dst in CAPTURE_SOURCE_TYPES:
+        if fired:
+            reasons.append(f"{line}: the manifest declares a capture ({dst}), the content looks manipulated")
+            return "signed-capture-looks-manipulated"
+        reasons.append(f"{line}: consistent with the declared capture ({dst})")
+        return label
+    generated = label == "signed-generated-intact" or (
+        label == "watermarked-manifest-stripped"
+        and short_source_type((reg.get("manifest_summary") or {}).get("digital_source_type")) in GENERATED_SOURCE_TYPES)
+    if generated:
+        reasons.append(f"{line}: " + ("consistent with the declared generation" if fired else
+                                      "the declared generation stands (the detector does not know every generator)"))
+        return label
+    reasons.append(line)
+    return label
 
 
 def _signer_name(signer: dict | None) -> str:

@@ -1,10 +1,18 @@
 """``detect.verify(path, options) -> Verdict``: the one way to verify a file.
 
 The file is read once (``provenance.media.read_snapshot``); provenance gathers its evidence from
-those bytes (C2PA, watermark, registry); the content check runs on the faces (not part of this
-release yet: the section says so); ``detect.fuse`` decides the label and its reasons. The
-:class:`Verdict` is a typed, versioned dataclass with a JSON round trip; the CLI, the HTML report
-and the pipelines all show that one object.
+those bytes (C2PA, watermark, registry); the content check runs the face-forgery detector on the
+faces in those same bytes (``detect.content``: images and videos; audio and meshes are
+``not_applicable``); ``detect.fuse`` decides the label and its reasons, provenance first, content
+after. The :class:`Verdict` is a typed, versioned dataclass with a JSON round trip; the CLI, the
+HTML report and the pipelines all show that one object.
+
+Schema ``dhstudio.verdict/3`` (this release): the ``content`` section gained status
+ok / error / not_run / not_applicable, the detector's version, threshold and calibration, faces,
+tracks with timelines, video sampling facts, key frames and notes; the labels
+``no-provenance-looks-manipulated``, ``no-provenance-no-evidence`` and
+``signed-capture-looks-manipulated`` are new. ``from_dict`` still reads /1 and /2 (their content
+section was always ``not_run``).
 """
 
 from __future__ import annotations
@@ -21,7 +29,6 @@ from provenance.evidence import (
     Evidence,
     FileInfo,
     RegistryEvidence,
-    Section,
     WatermarkEvidence,
     default_trust_anchors,
     gather,
@@ -29,12 +36,14 @@ from provenance.evidence import (
 )
 
 from . import fuse
+from .content import MAX_FACES, ContentSection, check_content
 
-SCHEMA = "dhstudio.verdict/2"
-# older schemas from_dict still reads (/1: the same keys, no "limits", no signed-certificate-expired)
-READABLE_SCHEMAS = ("dhstudio.verdict/1", SCHEMA)
+SCHEMA = "dhstudio.verdict/3"
+# older schemas from_dict still reads (/1: the same keys, no "limits", no signed-certificate-expired;
+# /2: the content section was always not_run, with a "frames" list that /3 calls "tracks")
+READABLE_SCHEMAS = ("dhstudio.verdict/1", "dhstudio.verdict/2", SCHEMA)
 
-__all__ = ["SCHEMA", "VerifyOptions", "ContentSection", "Verdict", "verify"]
+__all__ = ["SCHEMA", "READABLE_SCHEMAS", "VerifyOptions", "ContentSection", "Verdict", "verify"]
 
 
 @dataclass
@@ -49,29 +58,28 @@ class VerifyOptions:
     """"default" (the SQLite registry in DHSTUDIO_HOME, if it exists), a path, a Registry, or None."""
     max_file_bytes: int | None = None
     """Refuse larger files (default $DHSTUDIO_MAX_FILE_BYTES or 2 GiB)."""
-
-
-@dataclass
-class ContentSection(Section):
-    """The content check (face-forgery detectors). Not run until a detector is installed."""
-
-    status: str = "not_run"  # "not_run" | "ok" | "error"
-    detector: str | None = None
-    version: str | None = None
-    score: float | None = None
-    faces: list = field(default_factory=list)
-    frames: list = field(default_factory=list)
-    error: dict | None = None
-
-    @classmethod
-    def not_available(cls) -> "ContentSection":
-        return cls(error={"code": "content.not_available",
-                          "message": "face-forgery content detectors are not part of this release yet"})
+    content: bool = True
+    """Run the face-forgery content check on images and videos (False: the section says not_run
+    and the label is provenance's alone). Needs torch and the faces extra; without them the
+    section is an error (``detect.missing_extra``) and the label is provenance's alone."""
+    detector_weights: str | os.PathLike | None = None
+    """Detector weights (safetensors); None: the shipped ``assets/detector_default.safetensors``.
+    Its calibration record (``metadata["calibration"]``) gives the threshold; without one the
+    score is reported but not weighed."""
+    max_frames: int | None = None
+    """Videos: frames scored at most (None: ``detect.video.DEFAULT_MAX_FRAMES``, 300; shorter
+    clips are scored frame by frame, longer ones sampled evenly; capped by
+    $DHSTUDIO_MAX_VERIFY_FRAMES)."""
+    max_faces: int = MAX_FACES
+    """Faces scored at most per image or video frame (the highest detection scores)."""
+    content_visuals: bool = False
+    """Also keep what the HTML report draws: up to 4 key frames as small JPEG data URIs with their
+    faces' boxes, and each face's localisation map at 16 x 16 (off by default: the JSON stays small)."""
 
 
 @dataclass
 class Verdict:
-    """What dhstudio concludes about one file (schema ``dhstudio.verdict/2``)."""
+    """What dhstudio concludes about one file (schema ``dhstudio.verdict/3``)."""
 
     file: FileInfo
     provenance: ProvenanceResult
@@ -134,7 +142,8 @@ def verify(path: str | os.PathLike, options: VerifyOptions | None = None) -> Ver
     """Verify the file at ``path``: provenance evidence + content check -> one :class:`Verdict`.
 
     Raises ``provenance.errors.InputError`` only when the path cannot be examined at all
-    (missing, a folder, a FIFO, over the file-size limit); everything else is in the verdict.
+    (missing, a folder, a FIFO, over the file-size limit); everything else is in the verdict
+    (a content check that cannot run, too: its section says why and the label is provenance's).
     """
     opts = options or VerifyOptions()
     t0 = time.perf_counter()
@@ -143,10 +152,11 @@ def verify(path: str | os.PathLike, options: VerifyOptions | None = None) -> Ver
     if anchors is None and opts.use_default_anchors:
         anchors = default_trust_anchors()
     ev: Evidence = gather(snap, trust_anchors=anchors, registry=opts.registry)
-    content = ContentSection.not_available()
+    content = check_content(snap, opts)
     label, reasons = fuse.decide(ev, content)
     return Verdict(
         file=ev.file, provenance=ev.provenance, watermark=ev.watermark, registry=ev.registry, content=content,
-        label=label, reasons=reasons, label_description=fuse.LABELS.get(label, ""), limits=ev.limits,
-        trust_anchors=ev.trust_anchors, elapsed_s=round(time.perf_counter() - t0, 3),
+        label=label, reasons=reasons, label_description=fuse.LABELS.get(label, ""),
+        limits=fuse.limits_applied(ev, content), trust_anchors=ev.trust_anchors,
+        elapsed_s=round(time.perf_counter() - t0, 3),
     )

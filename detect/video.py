@@ -47,6 +47,7 @@ ones makes the video manipulated (DFDC labels a video fake when any face is).
 from __future__ import annotations
 
 import bisect
+import io
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -448,7 +449,8 @@ def score_video(path, detector, info: dict, *, max_frames: int | None = None, sa
     """Score the faces of a video file (see the module docstring for the sampling and the rule).
 
     Args:
-        path: the video file.
+        path: the video file, or its bytes (``detect.verify`` passes the bytes it read once, so
+            the video scored is the one its provenance was checked on; ``path_label`` names it).
         detector, info: a face-forgery detector (``predict_proba``) and what to report about it
             (``detect.score.load_default_detector``).
         max_frames: frames scored at most (default DEFAULT_MAX_FRAMES; capped at
@@ -464,7 +466,8 @@ def score_video(path, detector, info: dict, *, max_frames: int | None = None, sa
     ``detect.missing_extra`` without the faces extra).
     """
     t_start = time.perf_counter()
-    label = path_label or str(path)
+    in_memory = isinstance(path, (bytes, bytearray, memoryview))
+    label = path_label or ("video" if in_memory else str(path))
     res = VideoScore(path=label, score=None, detector=info)
     try:
         lim = _limits.resolve(limits)
@@ -478,6 +481,8 @@ def score_video(path, detector, info: dict, *, max_frames: int | None = None, sa
             res.notes.append(_limits.note("limit.verify_frames", f"max_frames {want} lowered to {cap} "
                                           f"({lim.env_var('max_verify_frames')})"))
             want = cap
+        if annotate is not None and in_memory:
+            raise InputError("annotate needs the video as a file path, not bytes", code="input.invalid_option")
         if annotate is not None:  # refused before the scoring, not after it
             media.check_output_path(annotate, src=path)
             media.check_input_path(path)
@@ -486,7 +491,7 @@ def score_video(path, detector, info: dict, *, max_frames: int | None = None, sa
                 _check_annotatable(inp, inp.streams.video[0], lim, label)
             finally:
                 inp.close()
-        _score(Path(path), detector, res, want, sample_fps, max_faces, progress, lim, label)
+        _score(path if in_memory else Path(path), detector, res, want, sample_fps, max_faces, progress, lim, label)
         if annotate is not None and (res.error is None or res.error["code"] == "detect.no_face"):
             res.annotated = write_annotated(Path(path), res, Path(annotate), limits=lim, progress=progress)
     except DhsError as e:
@@ -501,15 +506,20 @@ def score_video(path, detector, info: dict, *, max_frames: int | None = None, sa
     return res
 
 
-def _score(path: Path, detector, res: VideoScore, max_frames: int, sample_fps, max_faces: int, progress: bool,
+def _score(path, detector, res: VideoScore, max_frames: int, sample_fps, max_faces: int, progress: bool,
            lim: Limits, label: str) -> None:
     import av
 
     from .metrics import video_scores
     from .score import face_crops
 
-    media.check_input_path(path)
-    inp, _ = open_video(path)
+    if isinstance(path, Path):
+        media.check_input_path(path)
+        src = path
+    else:  # bytes: a file object named like the file, so that messages name it
+        src = io.BytesIO(path)
+        src.name = label
+    inp, _ = open_video(src)
     try:
         vin = inp.streams.video[0]
         cw, ch = vin.codec_context.width, vin.codec_context.height

@@ -168,9 +168,23 @@ def cmd_verify(args) -> int:
         registry = Registry(args.registry)
     elif args.no_registry:
         registry = None
+    if args.max_frames is not None and args.max_frames < 1:
+        raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.weights:
+        media.check_input_path(args.weights)
+    if args.threads and not args.no_content:
+        try:
+            import torch
+        except ImportError:  # no torch: the content section says so (detect.missing_extra)
+            torch = None
+        if torch is not None:
+            torch.set_num_threads(args.threads)
     v = detect.verify(Path(args.file), detect.VerifyOptions(trust_anchors=anchors,
                                                              use_default_anchors=not args.no_default_anchors,
-                                                             registry=registry))
+                                                             registry=registry, content=not args.no_content,
+                                                             detector_weights=args.weights,
+                                                             max_frames=args.max_frames,
+                                                             content_visuals=bool(args.html)))
     if args.html:
         media.write_atomic(Path(args.html), render_html([v]))
     if args.json:
@@ -581,14 +595,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_sign)
 
-    v = sub.add_parser("verify", help="check provenance (C2PA, watermark, registry) of any image, video or mesh")
+    v = sub.add_parser("verify", help="check provenance (C2PA, watermark, registry) of any image, video or mesh, "
+                                      "and the faces' content (face-forgery detector)")
     v.add_argument("file")
     v.add_argument("--json", action="store_true", help="print the Verdict as one JSON object")
     v.add_argument("--trust-anchors", metavar="PEM", help="trusted root certificates (default: the local studio CA)")
     v.add_argument("--no-default-anchors", action="store_true", help="trust nothing unless --trust-anchors is given")
     v.add_argument("--registry", metavar="SQLITE", help="registry database (default: the one in DHSTUDIO_HOME)")
     v.add_argument("--no-registry", action="store_true", help="skip the registry lookup")
-    v.add_argument("--html", metavar="OUT", help="also write an HTML report")
+    v.add_argument("--html", metavar="OUT", help="also write an HTML report (with the content check's key frames)")
+    v.add_argument("--no-content", action="store_true",
+                   help="skip the face-forgery content check (the label is then provenance's alone)")
+    v.add_argument("--weights", help="content check: detector weights (default: assets/detector_default.safetensors)")
+    v.add_argument("--max-frames", type=int, default=None, metavar="N",
+                   help="content check, video: score at most N frames (default 300; shorter clips: every frame)")
+    v.add_argument("--threads", type=int, default=None, help="content check: torch threads")
     v.set_defaults(func=cmd_verify)
 
     b = sub.add_parser("body", help="single-photo body reconstruction (PIFu): dataset, train, eval, reconstruct")

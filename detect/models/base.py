@@ -316,6 +316,31 @@ class Detector(nn.Module):
             self.train(was_training)
         return torch.cat(out).float().cpu().numpy() if out else np.zeros(0, np.float32)
 
+    @torch.no_grad()
+    def predict_with_maps(self, images, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(P(fake) [B], localisation map [B,h,w] in [0, 1] or None)`` from one forward pass:
+        the map is ``mask_probs`` for a model that localises (``mask_kind``), None for one that
+        does not. Takes what ``predict_proba`` takes; eval mode, no gradients, mode restored."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        floats = isinstance(images, Tensor) and images.is_floating_point()
+        batched = floats or isinstance(images, (list, tuple)) or getattr(images, "ndim", 0) == 4
+        chunks = [images[i:i + batch_size] for i in range(0, len(images), batch_size)] if batched else [images]
+        was_training = self.training
+        self.eval()
+        probs, maps = [], []
+        try:
+            for c in chunks:
+                out = self(c.to(self.device) if floats else self.preprocess(c))
+                probs.append(out.probs.float().cpu())
+                if out.mask_logits is not None:
+                    maps.append(out.mask_probs[:, 0].float().cpu())
+        finally:
+            self.train(was_training)
+        p = torch.cat(probs).numpy() if probs else np.zeros(0, np.float32)
+        m = torch.cat(maps).numpy() if maps and len(maps) == len(probs) else None
+        return p, m
+
     # ----------------------------------------------------------------- loss helpers
     @staticmethod
     def _labels(target_labels, logits: Tensor) -> Tensor:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import warnings
 import zlib
@@ -439,7 +440,9 @@ def open_image(source: Source, lim: Limits | None = None, *, embed: bool = False
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as e:
             if im is not None:
                 im.close()
-            raise InputError(f"cannot decode image {label}: {e}".splitlines()[0]) from None
+            # Pillow names an in-memory file by its repr (an address): say "the data" so that messages are stable
+            msg = re.sub(r"<_io\.\w+ object at 0x[0-9a-fA-F]+>", "the data", str(e))
+            raise InputError(f"cannot decode image {label}: {msg}".splitlines()[0]) from None
         try:
             yield im, info
         finally:
