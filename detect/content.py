@@ -354,14 +354,6 @@ def _image_key_frame(data: bytes, faces: list) -> dict:
             "faces": [{"track": None, **f} for f in faces]}
 
 
-def _iou(a, b) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / ua if ua > 0 else 0.0
-
-
 def _key_times(r) -> list[float]:
     """The most suspicious frame of each counted track (worst track first), then instants spread
     over the longest track, up to KEY_FRAMES distinct times."""
@@ -452,11 +444,13 @@ def _video_key_frame(rgb, t: float, r, det: LoadedDetector, max_faces: int) -> d
                 break
     kind = getattr(det.model, "mask_kind", None)
     if kind is not None and faces and hasattr(det.model, "predict_with_maps"):
+        from reconstruct.faces import box_iou
+
         found = detect_video_faces(rgb, max_faces=max_faces)
         picked = []
         for f in faces:
-            best = max(found, key=lambda d: _iou(d.box, f["box"]), default=None)
-            if best is not None and _iou(best.box, f["box"]) >= 0.5:
+            best = max(found, key=lambda d: box_iou(d.box, f["box"]), default=None)
+            if best is not None and box_iou(best.box, f["box"]) >= 0.5:
                 picked.append((f, best))
         if picked:
             _, maps = det.model.predict_with_maps(face_crops(rgb, [d for _, d in picked]))

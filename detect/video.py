@@ -16,7 +16,8 @@ sampled at the right instants and their timelines say when each face was seen. S
 far apart are reached by seeking: to the last keyframe before the instant when that keyframe lies
 more than :data:`SEEK_MIN_SKIP_S` past the previous sample (that keyframe is the sample: one frame
 decoded instead of a whole GOP), else by decoding on; so a 2-hour video costs about ``max_frames``
-decoded frames, not 200,000 (:data:`MAX_DECODED_FRAMES` bounds a stream whose keyframes do not help).
+decoded frames, not 200,000 (``provenance.limits``' ``max_detect_decode_frames`` bounds a stream
+whose keyframes do not help).
 
 Bounded and robust: frames over ``max_frame_pixels`` are refused (``limit.frame_pixels``) before
 decoding and per frame; decoder threads are capped (``max_decoder_threads``); a packet the decoder
@@ -74,9 +75,6 @@ SEEK_MIN_SKIP_S = 1.0
 """Seek only when that skips more than this many seconds; else decoding on is cheaper."""
 SEEK_NO_INDEX_GAP_S = 10.0
 """Without a keyframe index, seek only to instants this far (s) past the previous sample."""
-MAX_DECODED_FRAMES = 108_000
-"""Frames decoded at most per pass (1 hour at 30 fps): bounds a stream whose keyframes are too
-far apart for seeking to help. The result then covers the start and says so (``limit.decode_frames``)."""
 WIDE_ASPECT = 1.4
 """Frames whose long side is at least this times the short side also get the two-halves pass."""
 HALF_OVERLAP = 0.1
@@ -225,7 +223,7 @@ def _keyframes(vin) -> list[int]:
 class _Reader:
     """Decoded frames in stream order from a video stream, packet by packet: a packet the decoder
     rejects is counted in ``skipped`` and passed over. Stops (with a note) after
-    MAX_DECODED_FRAMES frames or when the demuxer breaks off."""
+    ``lim.max_detect_decode_frames`` frames or when the demuxer breaks off."""
 
     def __init__(self, inp, vin, lim: Limits, label: str, notes: list):
         self.inp, self.vin, self.lim, self.label, self.notes = inp, vin, lim, label, notes
@@ -260,10 +258,12 @@ class _Reader:
 
     def next(self):
         """The next decoded frame, or None at the end."""
-        if self.decoded >= MAX_DECODED_FRAMES:
+        cap = int(self.lim.max_detect_decode_frames)
+        if self.decoded >= cap:
             self.notes.append(_limits.note("limit.decode_frames", f"{self.label}: stopped after decoding "
-                                           f"{MAX_DECODED_FRAMES} frames (this stream's keyframes are too far "
-                                           f"apart to seek); the result covers the video up to there"))
+                                           f"{cap} frames (this stream's keyframes are too far apart to "
+                                           f"seek; {self.lim.env_var('max_detect_decode_frames')}); the "
+                                           f"result covers the video up to there"))
             return None
         f = next(self._it, None)
         if f is not None:
@@ -386,23 +386,13 @@ def _shifted(face, dx: float, dy: float):
                    landmarks68=None if face.landmarks68 is None else face.landmarks68 + off)
 
 
-def _same_face(a, b) -> bool:
-    ax0, ay0, ax1, ay1 = a
-    bx0, by0, bx1, by1 = b
-    iw = max(0.0, min(ax1, bx1) - max(ax0, bx0))
-    ih = max(0.0, min(ay1, by1) - max(ay0, by0))
-    inter = iw * ih
-    aa, ba = max((ax1 - ax0) * (ay1 - ay0), 1e-9), max((bx1 - bx0) * (by1 - by0), 1e-9)
-    return inter / (aa + ba - inter) >= 0.3 or inter / aa >= 0.5 or inter / ba >= 0.5
-
-
 def detect_video_faces(rgb: np.ndarray, *, max_faces: int = 8) -> list:
     """Faces in one upright frame, best score first: ``detect_faces`` ("auto") on the whole frame,
     and on a wide or tall frame (long side >= WIDE_ASPECT x short side) the full-range model on two
     overlapping halves too (small faces; see the module docstring). Boxes of one face are merged
     (the better score kept): a box mostly inside another or overlapping it (IoU >= 0.3); "auto"
     can return a face and a larger, weaker box around it, which would make two tracks."""
-    from reconstruct.faces import detect_faces
+    from reconstruct.faces import detect_faces, same_face
 
     found = detect_faces(rgb, mode="auto", max_faces=max_faces)
     h, w = rgb.shape[:2]
@@ -417,7 +407,7 @@ def detect_video_faces(rgb: np.ndarray, *, max_faces: int = 8) -> list:
     for f in sorted(found, key=lambda f: -f.score):
         if len(kept) >= max_faces:
             break
-        if not any(_same_face(f.box, k.box) for k in kept):
+        if not any(same_face(f.box, k.box) for k in kept):
             kept.append(f)
     return kept
 

@@ -66,6 +66,12 @@ class Limits:
     frames of 8K): caps the time a verification of large frames takes. Reported, like the frame
     cap, as ``limit.verify_frames``."""
 
+    max_detect_decode_frames: int = 108_000
+    """Frames the content check (``detect.video``) decodes at most in one pass over a video: 1 hour
+    at 30 fps. It samples by time and seeks between samples, so this only binds on a stream whose
+    keyframes are too far apart for seeking to help; the result then covers the video up to there
+    and lists ``limit.decode_frames``."""
+
     max_sign_frames: int = 36_000
     """Longest video (in frames) the watermark embedder marks: 20 minutes at 30 fps. Checked from
     the container's frame count or duration x frame rate before work starts, and while decoding;

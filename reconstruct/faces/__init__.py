@@ -24,6 +24,7 @@ Example::
 from reconstruct._deps import MissingExtra
 
 from ._api import DETECT_SIDE, MIN_SIDE, MODES, close, detect_faces, detect_faces_batch
+from ._boxes import box_iou, same_face
 from ._image import MAX_DECODE_PIXELS, MAX_LOAD_SIDE, load_image
 from ._landmarks import IBUG68_FROM_MESH, IBUG68_MIRROR, IBUG68_PARTS, REF68_3D, head_pose, to_ibug68
 from ._tracker import FaceTracker, Track
@@ -32,6 +33,6 @@ from ._types import DETECTORS, KEYPOINT_NAMES, LANDMARK_MODELS, Face
 __all__ = [
     "DETECTORS", "DETECT_SIDE", "IBUG68_FROM_MESH", "IBUG68_MIRROR", "IBUG68_PARTS", "KEYPOINT_NAMES",
     "LANDMARK_MODELS", "MAX_DECODE_PIXELS", "MAX_LOAD_SIDE", "MIN_SIDE", "MODES", "REF68_3D", "Face",
-    "FaceTracker", "MissingExtra", "Track", "close", "detect_faces", "detect_faces_batch", "head_pose",
-    "load_image", "to_ibug68",
+    "FaceTracker", "MissingExtra", "Track", "box_iou", "close", "detect_faces", "detect_faces_batch", "head_pose",
+    "load_image", "same_face", "to_ibug68",
 ]

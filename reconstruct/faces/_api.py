@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import _backend
+from ._boxes import box_iou
 from ._image import prepare
 from ._landmarks import head_pose, to_ibug68
 from ._types import Face
@@ -52,7 +53,7 @@ def _nms_merge(a: list, b: list, iou: float = 0.3) -> list:
     """Keep every detection of ``a`` and those of ``b`` that overlap none of them."""
     out = list(a)
     for d in b:
-        if all(_iou(d[0], k[0]) < iou for k in out):
+        if all(box_iou(d[0], k[0]) < iou for k in out):
             out.append(d)
     return out
 
@@ -63,14 +64,6 @@ def _inside(p: np.ndarray, q: np.ndarray) -> float:
     iy = max(0.0, min(p[3], q[3]) - max(p[1], q[1]))
     area = (p[2] - p[0]) * (p[3] - p[1])
     return ix * iy / area if area > 0 else 1.0
-
-
-def _iou(p: np.ndarray, q: np.ndarray) -> float:
-    ix = max(0.0, min(p[2], q[2]) - max(p[0], q[0]))
-    iy = max(0.0, min(p[3], q[3]) - max(p[1], q[1]))
-    inter = ix * iy
-    union = (p[2] - p[0]) * (p[3] - p[1]) + (q[2] - q[0]) * (q[3] - q[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _run_detectors(det: np.ndarray, mode: str, min_score: float) -> list:

@@ -62,7 +62,25 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im)
 
 
+_HEIF_READY: bool | None = None
+
+
+def _register_heif() -> bool:
+    """Let Pillow open HEIC/HEIF photos when pillow-heif (the ``faces`` extra) is installed; once."""
+    global _HEIF_READY
+    if _HEIF_READY is None:
+        try:
+            from pillow_heif import register_heif_opener
+        except ImportError:
+            _HEIF_READY = False
+        else:
+            register_heif_opener()
+            _HEIF_READY = True
+    return _HEIF_READY
+
+
 def _open(path: Path) -> Image.Image:
+    _register_heif()
     # Pillow warns from 89 MP on (and refuses from 179 MP): we decode big JPEGs at reduced scale
     # and refuse other formats over MAX_DECODE_PIXELS ourselves
     with warnings.catch_warnings():

@@ -212,6 +212,15 @@ def test_two_hour_video_is_bounded(det, tmp_path):
     assert r.error["code"] == "detect.no_face"
 
 
+def test_decode_frame_limit(det, faces, tmp_path):
+    """A pass that would decode more than ``max_detect_decode_frames`` stops there and says so."""
+    clip = write_clip(tmp_path / "c.mp4", scene(faces, 30), fps=10)  # 3 s, scored frame by frame
+    r = dv.score_video(clip, *det, limits=Limits(max_detect_decode_frames=12))
+    assert r.frames_decoded == 12 and r.frames_sampled == 12
+    assert any(n["code"] == "limit.decode_frames" and "DHSTUDIO_MAX_DETECT_DECODE_FRAMES" in n["message"]
+               for n in r.notes), r.notes
+
+
 # ----------------------------------------------------------------------------- awkward videos
 
 
