@@ -47,6 +47,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from .._io import write_bytes_atomic
 
@@ -265,6 +266,66 @@ def load_mask(path: Path | str) -> np.ndarray:
     if a.ndim == 3:
         a = a[..., 0]
     return a > 0
+
+
+def visual_hull(cap: "Capture", idx: Sequence[int], box, resolution: int, *,
+                margin_px: float = 2.0) -> np.ndarray | None:
+    """The cells of a ``resolution^3`` grid over ``box`` ((2, 3): min, max corners) that the masks
+    of frames ``idx`` allow: (resolution^3,) bool, flat index ``(i * r + j) * r + k`` along x, y, z
+    (:class:`reconstruct.head.render.OccupancyGrid`'s layout); None when a frame has no mask.
+
+    Silhouette carving: frames seen from one camera (same pose and intrinsics: one rig camera
+    over several expressions) are merged first, their masks OR-ed, so an open jaw seen in one
+    frame is kept; a cell is carved when its centre projects inside some camera's image onto a
+    pixel that no mask of that camera covers. A cell projecting outside an image (or behind the
+    camera) is not carved by it. A cell stays when its centre projects within ``margin_px`` pixels
+    plus its own projected half-diagonal of the silhouette (a distance transform of the mask), so
+    a cell partly inside the silhouette stays. Distortion is ignored (the margin
+    covers mild lens distortion). The masks must be silhouettes (the synthetic captures'), not
+    nerfstudio's "pixels to ignore".
+    """
+    if any(cap.frames[i].mask_path is None for i in idx) or not len(idx):
+        return None
+    box = np.asarray(box, np.float64).reshape(2, 3)
+    r = int(resolution)
+    ax = [box[0, a] + (np.arange(r) + 0.5) / r * (box[1, a] - box[0, a]) for a in range(3)]
+    gx, gy, gz = np.meshgrid(*ax, indexing="ij")
+    pts = np.stack([gx.ravel(), gy.ravel(), gz.ravel()], -1)
+    half_diag = 0.5 * float(np.linalg.norm((box[1] - box[0]) / r))
+    cams: dict[bytes, list[int]] = {}
+    for i in idx:
+        f = cap.frames[i]
+        key = np.round(f.transform_matrix, 6).tobytes() + repr(f.intrinsics.to_json()).encode()
+        cams.setdefault(key, []).append(i)
+    keep = np.ones(pts.shape[0], bool)
+    for frames in cams.values():
+        f = cap.frames[frames[0]]
+        k = f.intrinsics
+        union = np.zeros((k.h, k.w), bool)
+        for i in frames:
+            m = cap.mask(i)
+            if m.shape != (k.h, k.w):
+                raise CaptureError(f"mask of frame {i} is {m.shape[1]}x{m.shape[0]}, its image {k.w}x{k.h}")
+            union |= m
+        c2w = np.asarray(f.transform_matrix, np.float64)
+        xc = (pts - c2w[:3, 3]) @ c2w[:3, :3]  # camera frame, OpenGL axes: looking down -z
+        depth = -xc[:, 2]
+        front = depth > 1e-9
+        z = np.where(front, depth, 1.0)
+        u = k.cx + k.fl_x * xc[:, 0] / z
+        v = k.cy - k.fl_y * xc[:, 1] / z
+        inside = front & (u >= 0) & (u < k.w) & (v >= 0) & (v < k.h)
+        if not inside.any():
+            continue
+        # distance (pixels) from each pixel to the nearest mask pixel; a cell stays when its centre
+        # lies within its own projected half-diagonal (+ margin) of the silhouette
+        dist = ndimage.distance_transform_edt(~union) if union.any() else np.full(union.shape, np.inf)
+        ii = np.nonzero(inside)[0]
+        ui = np.clip(u[ii].astype(np.int64), 0, k.w - 1)
+        vi = np.clip(v[ii].astype(np.int64), 0, k.h - 1)
+        reach = margin_px + half_diag * max(k.fl_x, k.fl_y) / z[ii]
+        keep[ii] &= dist[vi, ui] <= reach
+    return keep
 
 
 # ---------------------------------------------------------------------------------- reading

@@ -71,6 +71,11 @@ class OccupancyGrid:
     set by ``dilate`` cells in every direction (a cell only partly inside the surface, whose one
     jittered point fell outside, is still marched; costs a shell of samples in front of the
     surface, which early termination does not remove).
+
+    A ``bound`` (:meth:`set_bound`: e.g. the visual hull of a capture's masks,
+    :func:`reconstruct.head.data.visual_hull`) limits the grid from the start: cells outside it
+    are empty before the first update and stay empty, and updates evaluate only cells inside it,
+    so the warm-up refines the hull instead of marching and sampling the whole box.
     """
 
     def __init__(self, box: torch.Tensor | Sequence, resolution: int = 64, *, threshold: float = 0.01,
@@ -85,12 +90,31 @@ class OccupancyGrid:
         n = self.resolution ** 3
         self.density = torch.zeros(n)
         self.bits = torch.ones(n, dtype=torch.bool)
+        self.bound: torch.Tensor | None = None
         self.updates = 0
+
+    def set_bound(self, bound: torch.Tensor | np.ndarray | None) -> OccupancyGrid:
+        """Restrict the grid to the cells where ``bound`` ``(resolution^3,)`` is true (None: no
+        bound). The occupied cells become ``bits & bound`` at once."""
+        if bound is None:
+            self.bound = None
+            return self
+        b = torch.as_tensor(np.asarray(bound) if not torch.is_tensor(bound) else bound).reshape(-1).bool()
+        if b.shape[0] != self.resolution ** 3:
+            raise ValueError(f"bound must have {self.resolution ** 3} cells, got {b.shape[0]}")
+        if not bool(b.any()):
+            raise ValueError("bound is empty: every cell would be carved")
+        self.bound = b.to(self.bits.device)
+        self.bits = self.bits & self.bound
+        return self
 
     # ----- state -----
 
     def state_tensors(self, prefix: str = "occupancy.") -> dict[str, torch.Tensor]:
-        return {prefix + "density": self.density.clone(), prefix + "bits": self.bits.to(torch.uint8)}
+        t = {prefix + "density": self.density.clone(), prefix + "bits": self.bits.to(torch.uint8)}
+        if self.bound is not None:
+            t[prefix + "bound"] = self.bound.to(torch.uint8)
+        return t
 
     def state_meta(self) -> dict:
         return {"resolution": self.resolution, "threshold": self.threshold, "decay": self.decay,
@@ -109,11 +133,15 @@ class OccupancyGrid:
             raise ValueError(f"occupancy grid tensors must be ({n},), got {tuple(d.shape)} and {tuple(b.shape)}")
         g.density = d.float().clone()
         g.bits = b.bool().clone()
+        if prefix + "bound" in tensors:
+            g.set_bound(tensors[prefix + "bound"].bool().clone())
         g.updates = int(meta["updates"])
         return g
 
     def to(self, device) -> OccupancyGrid:
         self.box, self.density, self.bits = self.box.to(device), self.density.to(device), self.bits.to(device)
+        if self.bound is not None:
+            self.bound = self.bound.to(device)
         return self
 
     @property
@@ -144,11 +172,15 @@ class OccupancyGrid:
         r = self.resolution
         n = r ** 3
         dev = self.density.device
+        allowed = None if self.bound is None else torch.nonzero(self.bound).squeeze(1)
         if self.updates < self.warmup_updates:
-            cells = torch.arange(n, device=dev)
+            cells = torch.arange(n, device=dev) if allowed is None else allowed
         else:
-            k = max(1, int(n * self.fraction))
-            rand = torch.randint(0, n, (k,), generator=generator, device="cpu").to(dev)
+            pool = n if allowed is None else allowed.shape[0]
+            k = max(1, int(pool * self.fraction))
+            rand = torch.randint(0, pool, (k,), generator=generator, device="cpu").to(dev)
+            if allowed is not None:
+                rand = allowed[rand]
             occ = torch.nonzero(self.bits).squeeze(1)
             cells = torch.unique(torch.cat([rand, occ]))
         ijk = torch.stack([cells // (r * r), (cells // r) % r, cells % r], -1).float()
@@ -158,13 +190,13 @@ class OccupancyGrid:
                          for i in range(0, x.shape[0], chunk)]) if x.shape[0] else x.new_zeros(0)
         self.density[cells] = torch.maximum(self.density[cells] * self.decay, new)
         opacity = 1.0 - torch.exp(-self.density * step)
-        thr = min(self.threshold, float(opacity.mean()))
+        thr = min(self.threshold, float(opacity.mean() if allowed is None else opacity[allowed].mean()))
         bits = opacity > thr
         if self.dilate > 0:
             k = 2 * self.dilate + 1
             b = bits.view(1, 1, r, r, r).float()
             bits = torch.nn.functional.max_pool3d(b, k, stride=1, padding=self.dilate).view(-1) > 0
-        self.bits = bits
+        self.bits = bits if self.bound is None else bits & self.bound
         self.updates += 1
 
 

@@ -38,12 +38,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._deps import require
-from .data import write_atomic
+from .data import visual_hull, write_atomic
 from .field import FieldConfig
 
 WEIGHTS_SCHEMA = "dhstudio.head-weights/1"
 STATE_VERSION = 1
 EXPRESSION_NAME_MODES = ("used", "all")
+GRID_CARVE_MODES = ("hull", "none")
+ADDED_CONFIG_DEFAULTS = {"grid_carve": "none"}
+"""Config keys added after runs were saved, with the value an older run had (for resume)."""
 
 
 def _cpu_field() -> FieldConfig:
@@ -83,6 +86,10 @@ class HeadTrainConfig:
     """Updates that refresh every cell before switching to a random quarter + the occupied ones."""
     grid_dilate: int = 1
     """Cells by which the occupied set is grown after each update (0: none)."""
+    grid_carve: str = "hull"
+    """``hull``: when the capture has silhouette masks, the occupancy grid starts as their visual
+    hull (:func:`reconstruct.head.data.visual_hull`) and never grows outside it, so the first
+    steps already skip the empty box; ``none``: the grid starts full (Instant-NGP's start)."""
     box_padding: float = 0.05
     """Fraction of each side added around the capture's ``dhstudio.scene_box`` (when the field
     config keeps the default box)."""
@@ -314,8 +321,13 @@ def train_head(capture_dir: Path | str, out_dir: Path | str, cfg: HeadTrainConfi
     # "auto" would pick tcnn (a CUDA module) whenever it is installed: on the CPU train with torch
     backend = "torch" if cfg.backend == "auto" and dev.type == "cpu" else cfg.backend
     model = HeadField(fcfg, backend=backend).to(dev)
+    if cfg.grid_carve not in GRID_CARVE_MODES:
+        raise ValueError(f"grid_carve must be one of {GRID_CARVE_MODES}, got {cfg.grid_carve!r}")
     grid = OccupancyGrid(model.box.cpu(), cfg.grid_resolution, threshold=cfg.grid_threshold,
-                         warmup_updates=cfg.grid_warmup_updates, dilate=cfg.grid_dilate).to(dev)
+                         warmup_updates=cfg.grid_warmup_updates, dilate=cfg.grid_dilate)
+    if cfg.grid_carve == "hull" and data.mask is not None:
+        grid.set_bound(visual_hull(cap, train_idx, model.box.cpu().numpy(), cfg.grid_resolution))
+    grid = grid.to(dev)
     hash_params = [model.encoding.params]
     other = [p for n, p in model.named_parameters() if not n.startswith("encoding.")]
     opt = torch.optim.Adam([{"params": hash_params, "lr": cfg.lr, "weight_decay": 0.0},
@@ -330,7 +342,8 @@ def train_head(capture_dir: Path | str, out_dir: Path | str, cfg: HeadTrainConfi
                                                            "log_every", "backend", "device")}
     if state_json.is_file():  # resume
         s = json.loads(state_json.read_text())
-        prev = {k: v for k, v in s.get("train_config", {}).items() if k in cfg_cmp}
+        prev = {**ADDED_CONFIG_DEFAULTS, **s.get("train_config", {})}
+        prev = {k: v for k, v in prev.items() if k in cfg_cmp}
         if prev != cfg_cmp:
             diff = sorted(k for k in cfg_cmp if prev.get(k) != cfg_cmp[k])
             raise ValueError(f"{out} holds a run with another configuration (differs in {diff}); "
