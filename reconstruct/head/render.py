@@ -38,6 +38,8 @@ import torch
 
 DEFAULT_STEPS_PER_DIAGONAL = 256
 T_THRESHOLD = 1e-4
+SEGMENT = 16
+"""Samples per ray per batched field call when rendering without gradients."""
 
 
 def render_step(box: torch.Tensor, n_steps: int = DEFAULT_STEPS_PER_DIAGONAL) -> float:
@@ -283,19 +285,24 @@ def _gather_cond(cond: Mapping[str, torch.Tensor] | None, rows: torch.Tensor) ->
 def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, cond: Mapping[str, torch.Tensor] | None = None,
                 *, grid: OccupancyGrid | None = None, step: float | None = None, perturb: bool = False,
                 background: Sequence[float] | torch.Tensor | None = (0.0, 0.0, 0.0),
-                t_threshold: float = T_THRESHOLD, generator: torch.Generator | None = None
-                ) -> dict[str, torch.Tensor]:
+                t_threshold: float = T_THRESHOLD, generator: torch.Generator | None = None,
+                segment: int | None = SEGMENT) -> dict[str, torch.Tensor]:
     """Render R rays (``(R, 3)`` origins, unit directions) through ``field``.
 
     ``cond``: per-ray conditioning (``"expression"`` ``(R, E)``, ``"frame"`` ``(R,)``). When
     gradients are enabled, the densities of all candidates are evaluated once without
     gradients to find where each ray terminates, and only the kept samples are evaluated again
-    with gradients. Returns ``rgb`` ``(R, 3)``, ``acc`` ``(R,)``, ``depth`` ``(R,)`` and
+    with gradients. Without gradients (rendering), rays are marched ``segment`` samples at a time
+    (one batched field call per segment for every ray still alive) and a ray stops as soon as its
+    transmittance drops below ``t_threshold``: nothing behind the surface is evaluated
+    (``segment=None``: the one-pass path used for training). Returns ``rgb`` ``(R, 3)``, ``acc`` ``(R,)``, ``depth`` ``(R,)`` and
     ``n_samples`` (kept samples, an int tensor).
     """
     box = field.box
     step = render_step(box) if step is None else float(step)
     t, valid = sample_along_rays(origins, dirs, box, step, grid=grid, perturb=perturb, generator=generator)
+    if not torch.is_grad_enabled() and segment:
+        return _march_segments(field, origins, dirs, cond, t, valid, step, background, t_threshold, int(segment))
     n_rays, k = t.shape
     rows, cols = torch.nonzero(valid, as_tuple=True)
     x = origins[rows] + t[rows, cols, None] * dirs[rows]
@@ -325,6 +332,52 @@ def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, cond: Mapping[
     return out
 
 
+def _march_segments(field, origins, dirs, cond, t, valid, step: float, background, t_threshold: float,
+                    segment: int) -> dict[str, torch.Tensor]:
+    """Front-to-back compositing, ``segment`` samples per ray per batched call, with exact early
+    ray termination: the same result as the one-pass path (samples after the transmittance falls
+    below ``t_threshold`` get no weight), with fewer density evaluations."""
+    n_rays, k = t.shape
+    dev = t.device
+    trans = torch.ones(n_rays, device=dev)
+    rgb = torch.zeros(n_rays, 3, device=dev)
+    acc = torch.zeros(n_rays, device=dev)
+    depth = torch.zeros(n_rays, device=dev)
+    alive = torch.nonzero(valid[:, 0]).squeeze(1) if k else torch.zeros(0, dtype=torch.long, device=dev)
+    n_samples = 0
+    for s0 in range(0, k, segment):
+        if alive.numel() == 0:
+            break
+        ts, vs = t[alive, s0:s0 + segment], valid[alive, s0:s0 + segment]
+        loc, cols = torch.nonzero(vs, as_tuple=True)
+        r = alive[loc]
+        x = origins[r] + ts[loc, cols, None] * dirs[r]
+        cond_s = _gather_cond(cond, r)
+        sigma, geo = field.query_density(x, cond_s)
+        tau = torch.zeros_like(ts).index_put((loc, cols), sigma * step)
+        t_before = trans[alive, None] * torch.exp(-(torch.cumsum(tau, 1) - tau))  # T before each sample
+        w = t_before * (1.0 - torch.exp(-tau))
+        live = (t_before > t_threshold) & vs
+        sel = live[loc, cols]
+        n_samples += int(sel.sum())
+        if bool(sel.any()):
+            c = field.query_color(geo[sel], dirs[r[sel]], {kk: (v[sel] if v.dim() >= 1 else v)
+                                                          for kk, v in cond_s.items()})
+            ws = w[loc[sel], cols[sel]]
+            rgb.index_add_(0, r[sel], ws[:, None] * c)
+            acc.index_add_(0, r[sel], ws)
+            depth.index_add_(0, r[sel], ws * ts[loc[sel], cols[sel]])
+        trans[alive] = t_before[:, -1] * torch.exp(-tau[:, -1])
+        nxt = s0 + segment
+        more = valid[alive, nxt] if nxt < k else torch.zeros_like(alive, dtype=torch.bool)
+        alive = alive[more & (trans[alive] > t_threshold)]
+    if background is not None:
+        bg = torch.as_tensor(background, dtype=rgb.dtype, device=dev)
+        rgb = rgb + (1.0 - acc)[:, None] * bg
+    depth = torch.where(acc > 0, depth / acc.clamp(min=1e-10), torch.zeros_like(depth))
+    return {"rgb": rgb, "acc": acc, "depth": depth, "n_samples": torch.tensor(n_samples)}
+
+
 # ------------------------------------------------------------------------------ images
 
 def _cond_for_rays(field, n: int, expression, frame) -> dict[str, torch.Tensor]:
@@ -344,7 +397,8 @@ def _cond_for_rays(field, n: int, expression, frame) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def render_image(field, origins, dirs, expression: Mapping[str, float] | torch.Tensor | None = None, *,
                  frame: int | None = None, grid: OccupancyGrid | None | str = "auto", step: float | None = None,
-                 background: Sequence[float] = (0.0, 0.0, 0.0), chunk: int = 8192) -> dict[str, np.ndarray]:
+                 background: Sequence[float] = (0.0, 0.0, 0.0), chunk: int = 8192,
+                 segment: int | None = SEGMENT) -> dict[str, np.ndarray]:
     """Render a full image from per-pixel rays, in chunks of ``chunk`` rays, without gradients.
 
     Args:
@@ -354,6 +408,8 @@ def render_image(field, origins, dirs, expression: Mapping[str, float] | torch.T
         frame: per-frame latent index (default: the mean latent).
         grid: an :class:`OccupancyGrid`, ``None`` (no skipping) or ``"auto"``: the field's
             ``occupancy_grid`` attribute when it has one (checkpoints loaded by ``load_head``).
+        segment: samples per ray per batched field call, with early ray termination (None: the
+            one-pass path; see :func:`render_rays`).
     Returns:
         numpy ``rgb`` ``(H, W, 3)`` float32 in [0, 1], ``acc`` ``(H, W)``, ``depth`` ``(H, W)``.
     """
@@ -378,7 +434,7 @@ def render_image(field, origins, dirs, expression: Mapping[str, float] | torch.T
         for i in range(0, o.shape[0], chunk):
             oc, dc = o[i:i + chunk], d[i:i + chunk]
             out = render_rays(field, oc, dc, _cond_for_rays(field, oc.shape[0], expression, frame), grid=grid,
-                              step=step, background=background)
+                              step=step, background=background, segment=segment)
             rgb.append(out["rgb"]), acc.append(out["acc"]), depth.append(out["depth"])
     finally:
         if was_training:
