@@ -6,7 +6,8 @@
 The capture is the demo's (``studio.pipelines.demo._demo_head``): ``synth_capture`` with 12
 cameras, 8 frames of the ``talking`` sequence, 64 px, seed 0 (made once into ``--capture``).
 For every combination of ``--carve`` (the occupancy grid's start: ``hull`` = the masks' visual
-hull, ``none`` = full, as before issue 15), ``--threads`` (torch threads) and ``--busy`` (1: a
+hull, ``none`` = full, as before issue 15), ``--threads`` (torch threads; ``auto``: ``reconstruct._threads.choose_threads``, the cores
+idle at the start; rendering then keeps the training's count) and ``--busy`` (1: a
 Python busy loop runs in another process for the whole measurement, as in the issue's table), a
 run is trained from scratch with the demo's settings (the default ``HeadTrainConfig``) for
 ``--seconds`` of training-loop time, logging every 10 steps. Reported per run:
@@ -103,17 +104,17 @@ def main(argv=None) -> int:
         if hog:
             hog.start()
         try:
-            for threads in [int(t) for t in args.threads.split(",")]:
-                torch.set_num_threads(threads)
+            for threads in [None if t == "auto" else int(t) for t in args.threads.split(",")]:
                 for carve in args.carve.split(","):
-                    run = Path(tmp.name) / f"run_{carve}_{threads}_{busy}"
+                    run = Path(tmp.name) / f"run_{carve}_{threads or 'auto'}_{busy}"
                     cfg = HeadTrainConfig(steps=10**6, max_seconds=args.seconds, threads=threads, seed=args.seed,
                                           grid_carve=carve, log_every=10, ckpt_every=10**6)
                     res = train_head(cap_dir, run, cfg, progress=False)
                     rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
                     model = load_head(run / "model.safetensors")
                     ev = evaluate_head(model, cap_dir, splits=(), n_train=len(cap.indices("train")))
-                    out = {**common, "carve": carve, "threads": threads, "busy_core": bool(busy),
+                    out = {**common, "carve": carve, "threads": threads or f"auto ({res['threads']})",
+                           "busy_core": bool(busy),
                            "steps": res["steps"], "train_psnr": round(res["train_psnr"], 2),
                            "train_views_psnr": round(ev["train_psnr"], 2), "train_views": ev["train_frames"],
                            "first300": _window(rows, True), "steady": _window(rows, False),

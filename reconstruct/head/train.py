@@ -38,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._deps import require
+from .._threads import choose_threads
 from .data import visual_hull, write_atomic
 from .field import FieldConfig
 
@@ -109,7 +110,9 @@ class HeadTrainConfig:
     """Steps between checkpoints (also written on exit)."""
     log_every: int = 50
     threads: int | None = None
-    """torch intra-op threads (default: torch's choice)."""
+    """torch intra-op threads (None: the cores idle when the run starts, at least one:
+    :func:`reconstruct._threads.choose_threads`; two threads sharing a busy core are several
+    times slower than one thread on the free core)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -305,8 +308,8 @@ def train_head(capture_dir: Path | str, out_dir: Path | str, cfg: HeadTrainConfi
     if not train_idx:
         raise ValueError(f"{capture_dir}: the capture has no training frames")
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    threads = choose_threads(cfg.threads)
+    torch.set_num_threads(threads)
 
     names = _expression_names(cap, cfg.expression_names)
     lo, hi = _scene_box(cap, cfg)
@@ -448,6 +451,7 @@ def train_head(capture_dir: Path | str, out_dir: Path | str, cfg: HeadTrainConfi
             bar.close()
         checkpoint()
     return {"steps": step, "seconds": round(elapsed, 2), "steps_per_s": step / elapsed if elapsed else 0.0,
+            "threads": threads,
             "train_psnr": float(np.mean(psnr_hist)) if psnr_hist else float("nan"),
             "occupied": grid.occupied_fraction, "out": str(out)}
 

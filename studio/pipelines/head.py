@@ -230,14 +230,17 @@ def evaluate_avatar(ckpt: Path, capture: Path, *, split: str = "test", max_frame
     return out
 
 
-def _threads(threads: int | None) -> None:
-    if threads is None:
-        return
-    if threads < 1:
+def _threads(threads: int | None) -> int:
+    """Set torch's threads: ``threads``, or the cores idle now (``reconstruct._threads``)."""
+    if threads is not None and threads < 1:
         raise InputError(f"--threads must be >= 1, got {threads}")
     import torch
 
-    torch.set_num_threads(threads)
+    from reconstruct._threads import choose_threads
+
+    n = choose_threads(threads)
+    torch.set_num_threads(n)
+    return n
 
 
 # ------------------------------------------------------------------------------ cameras
