@@ -153,11 +153,34 @@ def _crop(cache: FaceCache, i: int, size: int, rng=None) -> tuple[np.ndarray, np
     return crop_face(np.asarray(cache.crops[i]), cache.landmarks[i], size, CROP_MARGIN, rng, pad="edge")
 
 
-def _augment(img: np.ndarray, rng: np.random.Generator, jpeg_p: float) -> np.ndarray:
+LOWRES_SIDES = (24, 96)
+"""Range of the crop side (px) that ``lowres_p`` brings a training crop down to before scaling it
+back: a face about 14-55 px wide (the crop is ``1 + 2 * CROP_MARGIN`` face widths), as small
+faces in wide shots are."""
+
+
+def _lowres(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Down to a random side in LOWRES_SIDES and back up (bilinear / bicubic at random)."""
+    import cv2
+
+    s = img.shape[0]
+    side = int(rng.integers(LOWRES_SIDES[0], LOWRES_SIDES[1] + 1))
+    if side >= s:
+        return img
+    small = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+    interp = cv2.INTER_LINEAR if rng.random() < 0.5 else cv2.INTER_CUBIC
+    return np.ascontiguousarray(cv2.resize(small, (s, s), interpolation=interp))
+
+
+def _augment(img: np.ndarray, rng: np.random.Generator, jpeg_p: float, lowres_p: float = 0.0) -> np.ndarray:
+    """Real crops: flip, low resolution (``lowres_p``), JPEG (``jpeg_p``); fakes get the same
+    low-resolution and JPEG steps in ``_batch``, so neither is a cue for the label."""
     from .sbi import jpeg
 
     if rng.random() < 0.5:
         img = img[:, ::-1].copy()
+    if lowres_p and rng.random() < lowres_p:
+        img = _lowres(img, rng)
     if rng.random() < jpeg_p:
         img = jpeg(img, int(rng.integers(40, 96)))
     return img
@@ -189,6 +212,10 @@ class TrainConfig:
     The rest of the fakes (``1 - gan_fraction - own_fraction``) are Self-Blended Images."""
     jpeg_p: float = 0.3
     """Probability of a JPEG round trip (q 40-95) on a training crop."""
+    lowres_p: float = 0.0
+    """Probability that a training crop (real or fake alike) is brought down to a small face's
+    resolution and back (:data:`LOWRES_SIDES`): without it, the detector learns "blurry = fake"
+    and flags small real faces (BENCHMARKS.md)."""
     crop_size: int = 160
     """Training crops, blends and JPEG are made at this size (the model resizes to its input);
     evaluation and inference crop at ``CACHE_SIZE``."""
@@ -203,7 +230,7 @@ class TrainConfig:
     """Start from these detector weights (same detector and input size) instead of a fresh init."""
 
     def check(self) -> None:
-        for name in ("gan_fraction", "own_fraction", "jpeg_p"):
+        for name in ("gan_fraction", "own_fraction", "jpeg_p", "lowres_p"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
                 raise ValueError(f"{name} must be in [0, 1], got {v!r}")
@@ -251,7 +278,7 @@ def _batch(cache: FaceCache, real_idx, gan_idx, cfg: TrainConfig, size: int, rng
     imgs, masks, labels = [], [], []
     for i in rng.choice(real_idx, n_real):
         c, _ = _crop(cache, int(i), size, rng)
-        imgs.append(_augment(c, rng, cfg.jpeg_p))
+        imgs.append(_augment(c, rng, cfg.jpeg_p, cfg.lowres_p))
         masks.append(np.zeros((size, size), np.float32))
         labels.append(0.0)
     for _ in range(n_fake):
@@ -264,6 +291,8 @@ def _batch(cache: FaceCache, real_idx, gan_idx, cfg: TrainConfig, size: int, rng
         flip = rng.random() < 0.5
         if flip:
             c, m = c[:, ::-1].copy(), m[:, ::-1].copy()
+        if cfg.lowres_p and rng.random() < cfg.lowres_p:
+            c = _lowres(c, rng)
         if rng.random() < cfg.jpeg_p:
             from .sbi import jpeg
 
@@ -516,43 +545,97 @@ def evaluate(weights: Path, cache_dir: Path, *, split: str = "test", attacks=Non
 # --------------------------------------------------------------------------- calibration
 
 
-def calibrate(weights: Path, cache_dir: Path, *, split: str = "val", fpr: float = 0.01, out: Path | None = None,
-              max_real: int | None = None) -> dict:
-    """The decision threshold at which at most ``fpr`` of ``split``'s real faces are called fake.
+CALIBRATION_CONDITIONS = ("none", "resize0.5", "social")
+"""How each calibration image is shown to the detector (``detect.sbi.ATTACKS``): as it is, halved
+(smaller faces, as in wide shots and thumbnails) and as a social network re-encodes it (long edge
+at most 1080, JPEG q75). The false-positive rate must hold for real faces as the verifier meets
+them, not only for the crops the network trained on."""
 
-    Every real face of the split counts (faces_real, faces_real_color and faces_fake_public's FFHQ
-    photos); the fakes (``eval_set``'s sources) only report the TPR reached at that threshold. The
-    threshold is :func:`detect.metrics.tpr_at_fpr`'s (the lowest score threshold whose empirical FPR
-    is ``<= fpr``). With ``out``, the weights are written there with the record under
+
+def calibrate(weights: Path, shared_data: Path, *, renders: Path | None = None, split: str = "val",
+              fpr: float = 0.01, out: Path | None = None, max_per_source: int | None = None,
+              conditions=CALIBRATION_CONDITIONS, progress: bool = False) -> dict:
+    """The decision threshold at which at most ``fpr`` of ``split``'s real faces are called fake,
+    measured on whole images through the path ``dhstudio detect`` and ``verify`` use
+    (``detect.score.score_image``: read, face detection, crop, score of the most suspicious face).
+
+    Real images: every image of ``split`` labelled real in ``detect.data.build_manifest``
+    (faces_real, faces_real_color, faces_fake_public's FFHQ photos), each under every condition of
+    ``conditions`` (:data:`CALIBRATION_CONDITIONS`); an image in which no face is found has no
+    score and does not count. Fakes (faces_fake_public's StyleGAN2 faces and, with ``renders``,
+    our renders of that split, under the same conditions) only report the TPR reached at that
+    threshold. The threshold is :func:`detect.metrics.tpr_at_fpr`'s (the lowest threshold whose
+    empirical FPR is ``<= fpr``). With ``out``, the weights are written there with the record under
     ``metadata["calibration"]``; the verifier reads its threshold from there. Calibrate on the
     validation split: a threshold chosen on the test split would make the test figures a lie.
+    ``max_per_source`` samples at most that many images per source (fixed seed; for tests).
     """
+    import io
+
+    from PIL import Image
+
     from . import metrics
+    from .data import build_manifest, select
     from .registry import load_detector
+    from .sbi import ATTACKS, apply_attack
+    from .score import load_rgb, score_image
 
     if not 0.0 < fpr < 1.0:
         raise ValueError(f"fpr must lie in (0, 1), got {fpr}")
+    conditions = tuple(conditions)
+    bad = [c for c in conditions if c not in ATTACKS]
+    if bad or not conditions:
+        raise ValueError(f"unknown calibration conditions {bad}; known: {sorted(ATTACKS)}")
     model = load_detector(weights)
     model.eval()
-    cache = FaceCache.load(cache_dir)
-    sets = eval_set(cache, split, CACHE_SIZE, max_real=max_real)
-    real_idx = cache.where(split=split, label=0)
-    rng = np.random.default_rng(4321)
-    if max_real and len(real_idx) > max_real:
-        real_idx = np.sort(rng.choice(real_idx, max_real, replace=False))
-    real = np.stack([_crop(cache, int(i), CACHE_SIZE)[0] for i in real_idx])
-    s_real = _scores(model, real)
-    fakes = [sets[k][0][np.asarray(sets[k][1]) == 1] for k in ("sbi", "gan", "own") if k in sets]
-    s_fake = _scores(model, np.concatenate(fakes)) if fakes else np.zeros(0, np.float32)
-    y = np.r_[np.zeros(len(s_real)), np.ones(len(s_fake))]
-    res = metrics.tpr_at_fpr(y, np.r_[s_real, s_fake], fpr)
+    info = {"name": model.name, "weights_sha256": media.sha256_file(weights)}
+    items = select(build_manifest(Path(shared_data), renders=Path(renders) if renders else None), split=split)
+    if max_per_source:
+        rng = np.random.default_rng(4321)
+        by: dict[str, list] = {}
+        for it in items:
+            by.setdefault(f"{it['source']}:{it['label']}", []).append(it)
+        items = [it for v in by.values()
+                 for it in ([v[k] for k in np.sort(rng.choice(len(v), max_per_source, replace=False))]
+                            if len(v) > max_per_source else v)]
+    root = Path(shared_data)
+    scores: dict[int, list[float]] = {0: [], 1: []}
+    fake_sources: set[str] = set()
+    no_face = {0: 0, 1: 0}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), desc="calibrate", unit="img")
+    for it in items:
+        y = int(it["label"])
+        rgb = load_rgb(root / it["path"])
+        for cond in conditions:
+            img = rgb if cond == "none" else apply_attack(rgb, cond)
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="PNG", compress_level=1)
+            r = score_image(buf.getvalue(), model, info, path_label=it["path"])
+            if r.score is None:
+                no_face[y] += 1
+                continue
+            scores[y].append(float(r.score))
+            if y == 1:
+                fake_sources.add(str(it["source"]))
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    s_real, s_fake = np.asarray(scores[0], np.float64), np.asarray(scores[1], np.float64)
+    yv = np.r_[np.zeros(len(s_real)), np.ones(len(s_fake))]
+    res = metrics.tpr_at_fpr(yv, np.r_[s_real, s_fake], fpr) if len(s_real) and len(s_fake) else None
     if res is None:
-        raise ValueError(f"{cache_dir}: split {split!r} lacks real or fake faces to calibrate on")
+        raise ValueError(f"{shared_data}: split {split!r} lacks real or fake faces to calibrate on")
     tpr, thr = res
-    rec = {"split": split, "fpr_target": fpr, "threshold": float(thr), "n_real": int(len(s_real)),
-           "n_fake": int(len(s_fake)), "fpr_measured": float((s_real >= thr).mean()), "tpr": float(tpr),
-           "fake_sources": [k for k in ("sbi", "gan", "own") if k in sets],
-           "weights_sha256": media.sha256_file(weights)}
+    rec = {"split": split, "path": "whole image (detect.score.score_image)", "conditions": list(conditions),
+           "fpr_target": fpr, "threshold": float(thr), "n_real": int(len(s_real)), "n_fake": int(len(s_fake)),
+           "no_face_real": no_face[0], "no_face_fake": no_face[1],
+           "fpr_measured": float((s_real >= thr).mean()), "tpr": float(tpr),
+           "fake_sources": sorted(fake_sources), "weights_sha256": info["weights_sha256"]}
     if out is not None:
         model.save(out, metadata={"calibration": rec})
     return rec

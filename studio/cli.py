@@ -304,14 +304,20 @@ def _detect_sub_parser() -> argparse.ArgumentParser:
     t.add_argument("--minutes", type=float, default=None, help="stop after this much training time")
     t.add_argument("--init", default=None, help="start from these weights (same detector and config)")
     t.add_argument("--jpeg-p", type=float, default=0.3, help="probability of a JPEG round trip per crop")
+    t.add_argument("--lowres-p", type=float, default=0.0,
+                   help="probability of bringing a crop down to a small face's resolution and back")
     t.add_argument("--val-every", type=int, default=250)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--quiet", action="store_true")
-    k = sub.add_parser("calibrate", help="the threshold at a false-positive rate on real faces (validation split), "
-                                          "stored in the weights for the verifier")
+    k = sub.add_parser("calibrate", help="the threshold at a false-positive rate on real faces (validation split, "
+                                          "whole images through the verifier's path), stored in the weights")
     k.add_argument("weights", help="detector weights (model.safetensors)")
-    k.add_argument("cache", help="face cache folder")
+    k.add_argument("shared_data", help="the shared data folder (faces_real, faces_real_color, faces_fake_public)")
+    k.add_argument("--renders", default=None, help="a folder of our own renders (`detect renders`): their "
+                                                    "validation images report the TPR too")
+    k.add_argument("--max-per-source", type=int, default=None, help="at most N images per source (tests)")
+    k.add_argument("--quiet", action="store_true")
     k.add_argument("-o", "--out", default=None, help="write the calibrated weights here (default: print only)")
     k.add_argument("--fpr", type=float, default=0.01)
     k.add_argument("--split", choices=["train", "val"], default="val")
@@ -362,14 +368,16 @@ def main_detect_sub(argv: list[str]) -> int:
                 raise InputError(f"--minutes must be positive, got {args.minutes}")
             cfg = TrainConfig(detector=args.detector, detector_config=overrides, steps=args.steps, batch=args.batch,
                               lr=args.lr, gan_fraction=args.gan_fraction, own_fraction=args.own_fraction,
-                              jpeg_p=args.jpeg_p, val_every=args.val_every, seed=args.seed, threads=args.threads,
+                              jpeg_p=args.jpeg_p, lowres_p=args.lowres_p, val_every=args.val_every, seed=args.seed, threads=args.threads,
                               max_seconds=args.minutes * 60 if args.minutes else None, init=args.init)
             cfg.check()
             print(json.dumps(train(Path(args.cache), Path(args.out), cfg, progress=not args.quiet)))
         elif args.detect_cmd == "calibrate":
             from detect.train import calibrate
 
-            print(json.dumps(calibrate(Path(args.weights), Path(args.cache), split=args.split, fpr=args.fpr,
+            print(json.dumps(calibrate(Path(args.weights), Path(args.shared_data), split=args.split, fpr=args.fpr,
+                                       renders=Path(args.renders) if args.renders else None,
+                                       max_per_source=args.max_per_source, progress=not args.quiet,
                                        out=Path(args.out) if args.out else None)))
         else:
             from detect.train import evaluate

@@ -193,18 +193,26 @@ def test_best_checkpoint_is_chosen_on_the_trained_sources_only():
     assert dtrain.trained_sources(dtrain.TrainConfig(gan_fraction=0.0, own_fraction=1.0)) == ("own",)
 
 
-def test_calibrate_threshold_at_fpr(cache, tmp_path):
+def test_calibrate_threshold_at_fpr(cache, shared_data, tmp_path):
+    """Calibration scores whole validation images through score_image (the verifier's path)."""
+    pytest.importorskip("mediapipe", reason="the faces extra is not installed (make install adds it)")
     cfg = dtrain.TrainConfig(detector="meso4", detector_config={"input_size": 64}, steps=2, batch=4, threads=1)
     dtrain.train(cache, tmp_path / "r", cfg, progress=False)
     w = tmp_path / "r" / "model.safetensors"
-    rec = dtrain.calibrate(w, cache, split="val", fpr=0.25, out=tmp_path / "cal.safetensors")
-    assert rec["split"] == "val" and rec["fpr_measured"] <= 0.25 and rec["n_real"] >= 1
+    rec = dtrain.calibrate(w, shared_data, split="val", fpr=0.25, out=tmp_path / "cal.safetensors",
+                           max_per_source=4, conditions=("none", "resize0.5"))
+    assert rec["split"] == "val" and rec["fpr_measured"] <= 0.25 and rec["n_real"] >= 8 and rec["n_fake"] >= 2
+    assert rec["conditions"] == ["none", "resize0.5"] and rec["fake_sources"] == ["faces_fake_public/fake"]
     from detect.registry import read_detector_header
 
     meta = read_detector_header(tmp_path / "cal.safetensors")["metadata"]
     assert meta["calibration"]["threshold"] == rec["threshold"]
     with pytest.raises(ValueError, match="fpr"):
-        dtrain.calibrate(w, cache, fpr=0.0)
-    p = subprocess.run([sys.executable, "-m", "studio.cli", "detect", "calibrate", str(w), str(cache), "--fpr", "0.25",
-                        "--threads", "1"], capture_output=True, text=True, timeout=120, cwd=REPO)
-    assert p.returncode == 0 and json.loads(p.stdout)["threshold"] == rec["threshold"], p.stderr
+        dtrain.calibrate(w, shared_data, fpr=0.0)
+    with pytest.raises(ValueError, match="conditions"):
+        dtrain.calibrate(w, shared_data, conditions=("blur",))
+    p = subprocess.run([sys.executable, "-m", "studio.cli", "detect", "calibrate", str(w), str(shared_data), "--fpr",
+                        "0.25", "--max-per-source", "3", "--quiet", "--threads", "1"],
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["conditions"] == list(dtrain.CALIBRATION_CONDITIONS)
