@@ -153,10 +153,17 @@ def run_demo(out: Path, *, quick: bool = False) -> dict:
         str(tampered): "signed-tampered",
         str(img_social): "watermarked-manifest-stripped",
         str(vid_social): "watermarked-manifest-stripped",
-        str(img_in): "unsigned-unmarked",
+        # the procedural scene holds a face-like shape that the face detector finds: the content
+        # check weighs it (a clean score) when torch and the faces extra are installed
+        str(img_in): ("unsigned-unmarked", "no-provenance-no-evidence"),
         **expected_extra,
     }
-    ok = all(v.label == expected[v.file.path] for v in verdicts)
+
+    def as_expected(v) -> bool:
+        want = expected[v.file.path]
+        return v.label in want if isinstance(want, tuple) else v.label == want
+
+    ok = all(as_expected(v) for v in verdicts)
     print()
     print("[demo] outputs:")
     for sub in ("inputs", "signed", "stripped", "body", "head", "verdicts"):

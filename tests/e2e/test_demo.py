@@ -29,9 +29,12 @@ def test_demo_quick(tmp_path, monkeypatch):
         "signed/scene_tampered.png": "signed-tampered",
         "stripped/scene_social.jpg": "watermarked-manifest-stripped",
         "stripped/clip_social.mp4": "watermarked-manifest-stripped",
-        "inputs/scene.png": "unsigned-unmarked",
+        "inputs/scene.png": labels["inputs/scene.png"],
         **_body_expected(),
     }
+    # no provenance; the procedural scene holds a face-like shape, which the content check scores
+    # clean (the label says "no evidence") when torch and the faces extra are installed
+    assert labels["inputs/scene.png"] in ("unsigned-unmarked", "no-provenance-no-evidence")
     assert res["ok"]
     html = (tmp_path / "out" / "report.html").read_text()
     assert "watermarked-manifest-stripped" in html

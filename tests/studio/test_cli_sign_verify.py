@@ -75,6 +75,11 @@ def test_sign_no_watermark_and_unmarked(tmp_path, photo):
     v = json.loads(run_cli(["verify", "--json", out], home).stdout)
     assert v["label"] == "signed-generated-intact"
     assert v["watermark"]["found"] is False
-    v = json.loads(run_cli(["verify", "--json", photo], home).stdout)
+    v = json.loads(run_cli(["verify", "--json", "--no-content", photo], home).stdout)
     assert v["label"] == "unsigned-unmarked"
+    assert v["provenance"]["manifest_found"] is False
+    # with the content check (the default) a file without provenance gets the content's label when
+    # a face was weighed, provenance's otherwise (no face, extra missing): never a signed label
+    v = json.loads(run_cli(["verify", "--json", photo], home).stdout)
+    assert v["label"] in ("unsigned-unmarked", "no-provenance-no-evidence", "no-provenance-looks-manipulated")
     assert v["provenance"]["manifest_found"] is False
