@@ -19,10 +19,11 @@ Two tables:
 Which fixtures have faces (29 of 51): body_photos/ryota.png; the three c2pa_fixtures videos
 legacy.mp4, video1.mp4, video1_no_manifest.mp4 (the same clip, a person on camera); the 22 DFDC
 face crops under video_samples/dfdc_two_fakes/prepared_dataset (11 fake, 11 real); the two DFDC
-videos and talking_head_french.mp4. With the detector shipped when the table was recorded
-(xray 9b53e0d7bca6), whose weights carry no calibration record, the threshold is uncalibrated and
-no label changes at all: every one of the 29 says "content not weighed: ... uncalibrated". When the
-calibrated weights ship, the sha256 check below fails until the table is recorded again; the
+videos and talking_head_french.mp4. With the detector shipped when the table was last recorded
+(xray aa33929ed5c1, calibrated at 1 % FPR on whole validation images, threshold 0.989), 27 of the
+29 go from unsigned-unmarked to no-provenance-no-evidence (no face is over the threshold: the
+highest is ryota.png, a real photo, at 0.973) and legacy.mp4 / video1.mp4 keep untrusted-signer.
+When other weights ship, the sha256 check below fails until the table is recorded again; the
 recorder prints every label that changes (unsigned-unmarked -> no-provenance-*: the only labels a
 content check may change here, since none of these fixtures is signed as a capture by a trusted
 signer), and those changes are what must be reviewed.
