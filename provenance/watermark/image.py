@@ -43,6 +43,7 @@ differ by float rounding only.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -378,7 +379,19 @@ def _check_pixels(w: int, h: int, max_pixels: int, var: str, purpose: str, label
 _NEVER_OPEN = {"EPS"}  # Pillow hands EPS to Ghostscript: not a format a watermark decoder needs
 
 
+@functools.cache
+def _register_heif() -> bool:
+    """Let Pillow decode HEIC/HEIF photos when pillow-heif (the ``faces`` extra) is installed."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
 def _decodable_formats() -> list[str]:
+    _register_heif()
     Image.init()
     return [f for f in Image.ID if f not in _NEVER_OPEN]
 

@@ -8,6 +8,7 @@ viewer shows it, at its full stored resolution.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
@@ -62,21 +63,17 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im)
 
 
-_HEIF_READY: bool | None = None
-
-
+@functools.cache
 def _register_heif() -> bool:
-    """Let Pillow open HEIC/HEIF photos when pillow-heif (the ``faces`` extra) is installed; once."""
-    global _HEIF_READY
-    if _HEIF_READY is None:
-        try:
-            from pillow_heif import register_heif_opener
-        except ImportError:
-            _HEIF_READY = False
-        else:
-            register_heif_opener()
-            _HEIF_READY = True
-    return _HEIF_READY
+    """Let Pillow open HEIC/HEIF photos when pillow-heif (the ``faces`` extra) is installed (the
+    same registration as ``provenance.watermark.image``'s opener: reconstruct imports no other
+    package of ours)."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
 
 
 def _open(path: Path) -> Image.Image:
