@@ -28,7 +28,6 @@ Prints one JSON line per run. Threads, busy load and carving are the only differ
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import multiprocessing as mp
 import os

@@ -172,18 +172,23 @@ def _lowres(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(small, (s, s), interpolation=interp))
 
 
-def _augment(img: np.ndarray, rng: np.random.Generator, jpeg_p: float, lowres_p: float = 0.0) -> np.ndarray:
-    """Real crops: flip, low resolution (``lowres_p``), JPEG (``jpeg_p``); fakes get the same
-    low-resolution and JPEG steps in ``_batch``, so neither is a cue for the label."""
+def _degrade(img: np.ndarray, rng: np.random.Generator, jpeg_p: float, lowres_p: float = 0.0) -> np.ndarray:
+    """Low resolution (``lowres_p``), then a JPEG round trip (``jpeg_p``): applied to real and fake
+    crops alike, so neither is a cue for the label."""
     from .sbi import jpeg
 
-    if rng.random() < 0.5:
-        img = img[:, ::-1].copy()
     if lowres_p and rng.random() < lowres_p:
         img = _lowres(img, rng)
     if rng.random() < jpeg_p:
         img = jpeg(img, int(rng.integers(40, 96)))
     return img
+
+
+def _augment(img: np.ndarray, rng: np.random.Generator, jpeg_p: float, lowres_p: float = 0.0) -> np.ndarray:
+    """Real crops: a random flip, then :func:`_degrade`."""
+    if rng.random() < 0.5:
+        img = img[:, ::-1].copy()
+    return _degrade(img, rng, jpeg_p, lowres_p)
 
 
 def sbi_sample(cache: FaceCache, i: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -291,13 +296,7 @@ def _batch(cache: FaceCache, real_idx, gan_idx, cfg: TrainConfig, size: int, rng
         flip = rng.random() < 0.5
         if flip:
             c, m = c[:, ::-1].copy(), m[:, ::-1].copy()
-        if cfg.lowres_p and rng.random() < cfg.lowres_p:
-            c = _lowres(c, rng)
-        if rng.random() < cfg.jpeg_p:
-            from .sbi import jpeg
-
-            c = jpeg(c, int(rng.integers(40, 96)))
-        imgs.append(c)
+        imgs.append(_degrade(c, rng, cfg.jpeg_p, cfg.lowres_p))
         masks.append(m)
         labels.append(1.0)
     return np.stack(imgs), np.stack(masks), np.asarray(labels, np.float32)

@@ -295,8 +295,8 @@ def render_rays(field, origins: torch.Tensor, dirs: torch.Tensor, cond: Mapping[
     with gradients. Without gradients (rendering), rays are marched ``segment`` samples at a time
     (one batched field call per segment for every ray still alive) and a ray stops as soon as its
     transmittance drops below ``t_threshold``: nothing behind the surface is evaluated
-    (``segment=None``: the one-pass path used for training). Returns ``rgb`` ``(R, 3)``, ``acc`` ``(R,)``, ``depth`` ``(R,)`` and
-    ``n_samples`` (kept samples, an int tensor).
+    (``segment=None``: the one-pass path used for training). Returns ``rgb`` ``(R, 3)``, ``acc``
+    ``(R,)``, ``depth`` ``(R,)`` and ``n_samples`` (kept samples, an int tensor).
     """
     box = field.box
     step = render_step(box) if step is None else float(step)
@@ -361,8 +361,7 @@ def _march_segments(field, origins, dirs, cond, t, valid, step: float, backgroun
         sel = live[loc, cols]
         n_samples += int(sel.sum())
         if bool(sel.any()):
-            c = field.query_color(geo[sel], dirs[r[sel]], {kk: (v[sel] if v.dim() >= 1 else v)
-                                                          for kk, v in cond_s.items()})
+            c = field.query_color(geo[sel], dirs[r[sel]], _gather_cond(cond_s, sel))
             ws = w[loc[sel], cols[sel]]
             rgb.index_add_(0, r[sel], ws[:, None] * c)
             acc.index_add_(0, r[sel], ws)

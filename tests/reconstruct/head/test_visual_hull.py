@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from reconstruct.head.data import load_capture, visual_hull
+sys.path.insert(0, str(Path(__file__).parent))
+from test_nerfstudio_method import _look_at  # noqa: E402  (camera-to-world, OpenGL convention)
+
+from reconstruct.head.data import load_capture, visual_hull  # noqa: E402
 
 SIZE, FOCAL, BOX = 48, 60.0, np.array([[-0.5, -0.5, -0.5], [0.5, 0.5, 0.5]])
-
-
-def _look_at(eye: np.ndarray) -> np.ndarray:
-    z = eye / np.linalg.norm(eye)
-    x = np.cross([0.0, 1.0, 0.0], z)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    m = np.eye(4)
-    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, z, eye
-    return m
 
 
 def _sphere_capture(root: Path, radii=(0.2, 0.3), n_cams: int = 8) -> Path:
@@ -112,7 +106,7 @@ def test_grid_bound_survives_updates_and_state(tmp_path):
 
 
 def test_training_starts_carved(tmp_path):
-    torch = pytest.importorskip("torch", reason="the [head] extra (torch) is not installed")
+    pytest.importorskip("torch", reason="the [head] extra (torch) is not installed")
     pytest.importorskip("safetensors", reason="the [head] extra (safetensors) is not installed")
     import dataclasses
 
