@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=900.0, help="training time budget")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch-rays", type=int, default=None)
+    ap.add_argument("--carve", choices=["hull", "none"], default="hull",
+                    help="occupancy grid at the start: the masks' visual hull (default) or full (as before issue 15)")
     ap.add_argument("--face-model", type=Path, default=ROOT.parent / "shared" / "data" / "ict_face")
     ap.add_argument("--progress", action="store_true", help="progress bars on stderr")
     args = ap.parse_args(argv)
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if run.exists():
         shutil.rmtree(run)  # a benchmark trains from scratch, never resumes
     cfg = HeadTrainConfig(steps=10**7, max_seconds=args.seconds, threads=args.threads, seed=args.seed)
+    cfg.grid_carve = args.carve
     if args.batch_rays:
         cfg.batch_rays = args.batch_rays
     summary = train_head(cap_dir, run, cfg, progress=args.progress)
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
            "capture": {"identity": args.identity, "rig": "multiview", "views": args.views,
                        "frames": args.frames, "sequence": args.sequence, "size": args.size, "seed": args.seed,
                        "path": str(cap_dir)},
-           "budget_s": args.seconds, "steps": summary["steps"], "seconds": summary["seconds"],
+           "budget_s": args.seconds, "grid_carve": cfg.grid_carve, "steps": summary["steps"], "seconds": summary["seconds"],
            "batch_rays": cfg.batch_rays, "train_psnr_running": round(summary["train_psnr"], 3),
            **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()},
            "synth_s": round(synth_s, 1), "eval_s": round(eval_s, 1), "run": str(run),

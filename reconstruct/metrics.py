@@ -74,6 +74,28 @@ def surface_metrics(recon, gt, n_points: int = N_POINTS, seed: int = 0) -> dict:
     }
 
 
+def shift_aligned_metrics(recon, gt, direction: np.ndarray, offsets=None, n_points: int = N_POINTS,
+                          seed: int = 0) -> dict:
+    """:func:`surface_metrics` after sliding ``recon`` along ``direction`` (a unit vector, e.g. a
+    camera's viewing direction) by the offset (metres, default -30 to +30 cm in 1 cm steps) that
+    minimises P2S: the error left once the body's overall depth, which one photo does not show,
+    is taken out. Adds 'offset_cm'."""
+    if len(recon.faces) == 0 or len(gt.faces) == 0:
+        raise ValueError("both meshes need faces")
+    offsets = np.arange(-0.30, 0.3001, 0.01) if offsets is None else np.asarray(offsets, float)
+    fwd = np.asarray(direction, np.float64)
+    fwd = (fwd / np.linalg.norm(fwd)).astype(np.float32)
+    rp, rn = _sample(recon, n_points, seed)
+    gscene = _scene(gt)
+    p2s = [float(_directed((rp + fwd * dz).astype(np.float32), rn, gt, gscene)[0].mean()) for dz in offsets]
+    best = float(offsets[int(np.argmin(p2s))])
+    moved = recon.copy()
+    moved.apply_translation(fwd.astype(np.float64) * best)
+    out = surface_metrics(moved, gt, n_points, seed)
+    out["offset_cm"] = round(best * 100, 1)
+    return out
+
+
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     if a.shape != b.shape:

@@ -449,7 +449,8 @@ def cmd_body_train(args) -> int:
                       init=args.init, z_frequencies=args.z_frequencies, cone_balance=args.cone_balance,
                       hull_fraction=args.hull_fraction, photo_aug=args.photo_aug,
                       ray_weight=args.ray_weight, depth_head=args.depth_head, depth_weight=args.depth_weight,
-                      depthnet=args.depthnet, view_mix=_view_mix(args.view_mix))
+                      depthnet=args.depthnet, view_mix=_view_mix(args.view_mix), prior_size=args.prior_size,
+                      prior_estimated_p=args.prior_estimated_p, prior_noise_deg=args.prior_noise_deg)
     if args.depth_head and args.depthnet:
         raise ValueError("--depth-head and --depthnet exclude each other")
     print(json.dumps(train(Path(args.data), Path(args.out), cfg, progress=not args.quiet)))
@@ -465,6 +466,22 @@ def cmd_body_train_depth(args) -> int:
     cfg = DepthTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, image_size=args.image_size,
                            photo_aug=not args.no_photo_aug, seed=args.seed, threads=args.threads)
     print(json.dumps(train_depthnet(Path(args.data), Path(args.out), cfg, progress=not args.quiet)))
+    return 0
+
+
+@_user_errors
+def cmd_body_priors(args) -> int:
+    from reconstruct.body.prior import estimate_dataset_priors
+
+    try:
+        views = tuple(int(v) for v in args.views.split(","))
+        i, n = (int(x) for x in args.shard.split("/"))
+    except ValueError:
+        raise ValueError("--views takes view indices like 0,2,4,6 and --shard I/N like 0/2") from None
+    if not 0 <= i < n:
+        raise ValueError("--shard I/N needs 0 <= I < N")
+    print(json.dumps(estimate_dataset_priors(Path(args.data), views=views, size=args.size, shard=(i, n),
+                                             splits=tuple(args.splits.split(",")), progress=not args.quiet)))
     return 0
 
 
@@ -662,6 +679,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="weight of the depth head's L1 loss (default 10)")
     bt.add_argument("--depthnet", metavar="WEIGHTS",
                     help="front/back depth net (from `body train-depth`) whose maps feed the occupancy MLP")
+    bt.add_argument("--prior-size", type=int, default=0, metavar="P",
+                    help="train with the body prior (ICON-style MakeHuman fit), maps of P px; 0 = off")
+    bt.add_argument("--prior-estimated-p", type=float, default=0.5, metavar="P",
+                    help="share of views whose prior is the one fitted to the render (`body priors`), not the "
+                         "true pose with noise")
+    bt.add_argument("--prior-noise-deg", type=float, default=6.0, help="joint noise of the true-pose prior")
     bt.add_argument("--seed", type=int, default=0)
     bt.add_argument("--quiet", action="store_true")
     bt.set_defaults(func=cmd_body_train)
@@ -677,6 +700,15 @@ def build_parser() -> argparse.ArgumentParser:
     btd.add_argument("--seed", type=int, default=0)
     btd.add_argument("--quiet", action="store_true")
     btd.set_defaults(func=cmd_body_train_depth)
+    bp = bsub.add_parser("priors", help="fit the body prior to a dataset's rendered views, as to a photo "
+                                        "(prior_est.npz per subject; resumable)")
+    bp.add_argument("data")
+    bp.add_argument("--views", default="0,2,4,6", help="view indices to fit (default 0,2,4,6: what eval uses)")
+    bp.add_argument("--size", type=int, default=128, help="side of the prior maps")
+    bp.add_argument("--splits", default="train,val,test")
+    bp.add_argument("--shard", default="0/1", metavar="I/N", help="every N-th subject from the I-th (parallel runs)")
+    bp.add_argument("--quiet", action="store_true")
+    bp.set_defaults(func=cmd_body_priors)
     be = bsub.add_parser("eval", help="P2S / Chamfer / normal consistency vs the visual hull, as JSON")
     be.add_argument("data")
     be.add_argument("--checkpoint", help="weights (default: the shipped assets/pifu_small.safetensors)")

@@ -96,18 +96,24 @@ def canonical_bbox(camera, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]
     return np.array([-halfw, -half, -half]), np.array([halfw, half, half])
 
 
+def photo_frame(mask: np.ndarray, size: int, fill: float = FILL) -> tuple[float, float, float]:
+    """How :func:`frame_photo` frames a photo: (scale s, centre cx, cy) such that an output pixel
+    is ``(input pixel - (cx, cy)) * s + size / 2``."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        raise ValueError("the mask is empty: no person to reconstruct")
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    s = min(fill * size / (y1 - y0), fill * size / (x1 - x0))
+    return float(s), 0.5 * float(x0 + x1), 0.5 * float(y0 + y1)
+
+
 def frame_photo(rgb: np.ndarray, mask: np.ndarray, size: int, fill: float = FILL) -> tuple[np.ndarray, np.ndarray]:
     """Crop/scale/pad a photo so the mask's bounding box spans ``fill`` of a ``size`` square's
     height (or width) and is centred: what the training cameras do. Returns (rgb float32 [0, 1]
     (size, size, 3) with the background set to 0.5 grey, mask bool (size, size))."""
     from PIL import Image
 
-    ys, xs = np.nonzero(mask)
-    if len(ys) == 0:
-        raise ValueError("the mask is empty: no person to reconstruct")
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    s = min(fill * size / (y1 - y0), fill * size / (x1 - x0))
-    cy, cx = 0.5 * (y0 + y1), 0.5 * (x0 + x1)
+    s, cx, cy = photo_frame(mask, size, fill)
     # affine map output pixel -> input pixel: p_in = (p_out - size/2) / s + c
     a = 1.0 / s
     coeffs = (a, 0.0, cx - a * size / 2, 0.0, a, cy - a * size / 2)
@@ -434,13 +440,21 @@ def _photo_augment(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) 
     crown down 3.5-7.5 % of the silhouette's height, 7 % of it to each side; mostly dark colours,
     shaded like the pixels it covers), then a colour jitter of the person (brightness x0.75-1.25,
     contrast x0.8-1.2 about the person's mean, saturation x0.7-1.3). The background stays 0.5 grey.
-    Image only: the geometry and the colour samples are unchanged."""
+    The image only; :func:`_photo_augment_targets` also gives the colour targets that agree."""
+    return _photo_augment_targets(img, mask, rng)[0]
+
+
+def _photo_augment_targets(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+    """:func:`_photo_augment`'s image and a function ``recolour(uv (M, 2) in [-1, 1], rgb (M, 3))``
+    that makes colour targets agree with what the augmented view shows: the same jitter, and the
+    painted cap's colour for the points that project into the cap (hair covers the crown)."""
     out = img.copy()
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
-        return out
+        return out, lambda uv, rgb: rgb
     y0, y1 = int(ys.min()), int(ys.max())
     h = max(y1 - y0, 1)
+    cap = None
     if rng.random() < 0.6:
         top = xs[ys <= y0 + 2]
         cx = float(np.median(top))
@@ -456,14 +470,30 @@ def _photo_augment(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) 
             shade = lum / max(float(lum.mean()), 1e-3)
             noise = rng.normal(0.0, 0.03, size=(int(cap.sum()), 1))
             out[cap] = np.clip(base[None, :] * shade + noise, 0.0, 1.0)
-    px = out[mask]
-    px = px * rng.uniform(0.75, 1.25)
-    m = px.mean(axis=0, keepdims=True)
-    px = m + (px - m) * rng.uniform(0.8, 1.2)
-    grey = px.mean(axis=1, keepdims=True)
-    px = grey + (px - grey) * rng.uniform(0.7, 1.3)
-    out[mask] = np.clip(px, 0.0, 1.0)
-    return out.astype(np.float32)
+        else:
+            cap = None
+    b, c, sat = rng.uniform(0.75, 1.25), rng.uniform(0.8, 1.2), rng.uniform(0.7, 1.3)
+    m = (out[mask] * b).mean(axis=0, keepdims=True)
+
+    def jitter(px: np.ndarray) -> np.ndarray:
+        px = m + (px * b - m) * c
+        grey = px.mean(axis=1, keepdims=True)
+        return np.clip(grey + (px - grey) * sat, 0.0, 1.0)
+
+    out[mask] = jitter(out[mask])
+    out = out.astype(np.float32)
+    H, W = mask.shape
+
+    def recolour(uv: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+        new = jitter(np.asarray(rgb, np.float64)).astype(np.float32)
+        if cap is not None:
+            j = np.clip(((uv[:, 0] + 1) * 0.5 * W).astype(np.int64), 0, W - 1)
+            i = np.clip(((uv[:, 1] + 1) * 0.5 * H).astype(np.int64), 0, H - 1)
+            hit = cap[i, j]
+            new[hit] = out[i[hit], j[hit]]
+        return new
+
+    return out, recolour
 
 
 class BodyDataset:
@@ -544,7 +574,7 @@ class BodyDataset:
         if key not in self._cache:
             import trimesh
 
-            from .render import Camera, prepare
+            from .render import Camera, depth_maps, prepare
 
             sub = self.subject(sid)
             mesh = trimesh.load(sub["dir"] / "mesh.ply", force="mesh", process=False)
@@ -554,31 +584,68 @@ class BodyDataset:
                 cam = Camera.from_dict(v["camera"])
                 if not cam.orthographic:
                     raise ValueError(f"{sid}: depth maps are defined for orthographic views")
-                s = size / cam.height
-                cam = replace(cam, width=size, height=size, fx=cam.fx * s, fy=cam.fy * s, cx=cam.cx * s, cy=cam.cy * s)
-                o, d = cam.rays()
-                far = 2.0 * cam.z_center + 4.0 * cam.half_height
-                front = scene.cast(o, d)["t_hit"].reshape(size, size)
-                back = far - scene.cast(o + far * d, -d)["t_hit"].reshape(size, size)
-                hit = np.isfinite(front) & np.isfinite(back)
-                nf = np.where(hit, (front - cam.z_center) / cam.half_height, 0.0)
-                nb = np.where(hit, (back - cam.z_center) / cam.half_height, 0.0)
-                out.append(np.stack([nf, nb, hit.astype(np.float64)]).astype(np.float32))
+                out.append(depth_maps(scene, cam, size))
             self._cache[key] = np.stack(out)
+        return self._cache[key]
+
+    def prior_maps(self, sid: str, k: int, size: int, rng: np.random.Generator | None = None, *,
+                   estimated_p: float = 0.0, noise_deg: float = 6.0, depth_noise: float = 0.02,
+                   fill: bool = True) -> np.ndarray:
+        """Body-prior maps (3, size, size) float32 of view ``k`` (:mod:`prior`): with probability
+        ``estimated_p`` the maps of the prior fitted to the rendered view (``body priors``'
+        ``prior_est.npz``, when it has this view), else the subject's unclothed body in its true
+        pose with each joint group turned by ``noise_deg`` (std) and the whole map shifted in
+        depth by ``depth_noise`` (std, normalised z) as ICON trains; ``rng`` None: no noise and
+        the true pose. ``fill``: front/back outside the hit mask take the nearest hit's values."""
+        from . import prior
+        from .infer import prepare_priors
+        from .render import Camera
+
+        sub = self.subject(sid)
+        est = self._estimated_priors(sid)
+        if est is not None and rng is not None and k in est[0] and rng.random() < estimated_p:
+            m = est[1][est[0].index(k)].astype(np.float32)
+            if m.shape[-1] != size:
+                raise ValueError(f"{sid}: prior_est.npz holds {m.shape[-1]} px maps, {size} asked")
+        else:
+            key = ("skin", sid)
+            if key not in self._cache:
+                import trimesh
+
+                mesh = trimesh.load(sub["dir"] / "mesh.ply", force="mesh", process=False)
+                self._cache[key] = np.asarray(mesh.vertices)
+            v, f = prior.subject_prior(sub["meta"], self._cache[key], rng, noise_deg=noise_deg)
+            cam = Camera.from_dict(sub["meta"]["views"][k]["camera"])
+            shift = float(rng.normal(0.0, depth_noise)) if rng is not None and depth_noise else 0.0
+            m = prior.centred_maps(v, f, cam, size, depth_shift=shift)
+        return prepare_priors(m[None])[0] if fill else m
+
+    def _estimated_priors(self, sid: str):
+        key = ("prior_est", sid)
+        if key not in self._cache:
+            path = self.root / "subjects" / sid / "prior_est.npz"
+            if path.is_file():
+                with np.load(path) as z:
+                    self._cache[key] = ([int(x) for x in z["views"]], z["maps"])
+            else:
+                self._cache[key] = None
         return self._cache[key]
 
     def item(self, i: int, rng: np.random.Generator, *, n_views: int = 1, n_points: int = 5000,
              n_colour: int = 2000, empty_fraction: float = EMPTY_FRACTION, cone_balance: bool = False,
              hull_fraction: float = 0.0, photo_aug: bool = False, n_rays: int = 0, n_depth: int = 24,
-             depth_size: int = 0) -> dict:
+             depth_size: int = 0, prior_size: int = 0, prior_estimated_p: float = 0.5,
+             prior_noise_deg: float = 6.0) -> dict:
         sid = self.ids[i % len(self.ids)]
         sub = self.subject(sid)
         nv = len(sub["meta"]["views"])
         ks = rng.choice(nv, size=n_views, replace=False)
         s = sub["samples"]
         views = [self.view(sid, int(k)) for k in ks]
-        if photo_aug:
-            views = [(_photo_augment(img, m, rng), m, cam) for img, m, cam in views]
+        recolour = None
+        if photo_aug:  # the colour targets follow what the first view shows
+            first, recolour = _photo_augment_targets(*views[0][:2], rng)
+            views = [(first, *views[0][1:])] + [(_photo_augment(img, m, rng), m, cam) for img, m, cam in views[1:]]
         n_empty = int(round(n_points * empty_fraction))
         empty = _empty_space(s, views[0][2], n_empty, rng, views[0][1]) if n_empty else np.zeros((0, 3), np.float32)
         carved = np.zeros((0, 3), np.float32)
@@ -608,6 +675,11 @@ class BodyDataset:
                "labels": labels, "rays": (n_rays, n_depth) if n_rays else (0, 0),
                "cuv": np.stack(cuvs), "cz": np.stack(czs),
                "crgb": s["col_rgb"][ci].astype(np.float32) / 255.0}
+        if recolour is not None:
+            out["crgb"] = recolour(out["cuv"][0], out["crgb"]).astype(np.float32)
         if depth_size:  # (V, 3, D, D): front, back, hit of the chosen views
             out["depth"] = self.depths(sid, depth_size)[ks]
+        if prior_size:  # (V, 3, P, P): the body prior's maps of the chosen views
+            out["prior"] = np.stack([self.prior_maps(sid, int(k), prior_size, rng, estimated_p=prior_estimated_p,
+                                                     noise_deg=prior_noise_deg) for k in ks])
         return out

@@ -31,7 +31,8 @@ class Reconstruction:
 class PIFuField:
     """Occupancy and colour of world points for fixed input views (encodes the images once)."""
 
-    def __init__(self, model, images: np.ndarray, projectors: Sequence[Projector], *, device: str = "cpu"):
+    def __init__(self, model, images: np.ndarray, projectors: Sequence[Projector], *, device: str = "cpu",
+                 priors: np.ndarray | None = None):
         torch = require("torch")
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"images must be (V, H, W, 3), got {images.shape}")
@@ -41,6 +42,13 @@ class PIFuField:
         self.projectors = list(projectors)
         x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).permute(0, 3, 1, 2)
         self.img = (x * 2 - 1).unsqueeze(0).to(device)  # (1, V, 3, H, W) in [-1, 1]
+        self.prior = None
+        if getattr(model.cfg, "prior_size", 0):
+            if priors is None:
+                raise ValueError("this PIFu needs body-prior maps (reconstruct.body.prior) for its views")
+            self.prior = torch.from_numpy(np.ascontiguousarray(prepare_priors(priors), np.float32))[None].to(device)
+        elif priors is not None:
+            raise ValueError("this PIFu was trained without a body prior")
         with torch.no_grad():
             self.feats = [f for f in model.encode(self.img)][-1:]
             self.cfeat = None
@@ -55,7 +63,7 @@ class PIFuField:
     def occupancy(self, pts: np.ndarray) -> np.ndarray:
         with self.torch.no_grad():
             uv, z = self._uvz(pts)
-            return self.model.query(self.feats, uv, z, stacks="last")[-1][0].cpu().numpy()
+            return self.model.query(self.feats, uv, z, stacks="last", prior=self.prior)[-1][0].cpu().numpy()
 
     def colour(self, pts: np.ndarray, batch: int = 32768) -> np.ndarray:
         torch = self.torch
@@ -123,13 +131,15 @@ def _to_world(mesh, camera):
 
 
 def reconstruct_views(model, images: np.ndarray, cameras: Sequence, *, resolution: int = 256,
-                      coarse: int = 64, dense: bool = False, device: str = "cpu", colour: bool = True):
+                      coarse: int = 64, dense: bool = False, device: str = "cpu", colour: bool = True,
+                      priors: np.ndarray | None = None):
     """Mesh in world coordinates from V views with known cameras (the first one defines the
-    reconstruction box: what it sees, as deep as it is tall)."""
+    reconstruction box: what it sees, as deep as it is tall). ``priors`` (V, 3, P, P): body-prior
+    maps of the views, for a model trained with them."""
     import time
 
     t0 = time.perf_counter()
-    field = PIFuField(model, images, [c.projector() for c in cameras], device=device)
+    field = PIFuField(model, images, [c.projector() for c in cameras], device=device, priors=priors)
     t_enc = time.perf_counter() - t0
     lo, hi = camera_box(cameras[0])
     mesh, stats = extract_surface(_in_world(field.occupancy, cameras[0]), lo, hi, resolution,
@@ -169,21 +179,44 @@ def visual_hull(masks: Sequence[np.ndarray], cameras: Sequence, *, resolution: i
 
 
 def reconstruct_photo(model, rgb: np.ndarray, mask: np.ndarray, *, height_m: float = 1.7,
-                      resolution: int = 256, coarse: int = 64, device: str = "cpu"):
+                      resolution: int = 256, coarse: int = 64, device: str = "cpu", fit=None):
     """One photo + its person mask -> mesh at real-world scale (the person is assumed
-    ``height_m`` tall; the photo is framed like the training views), feet on y = 0, facing +Z."""
-    from .data import canonical_camera, frame_photo
+    ``height_m`` tall; the photo is framed like the training views), feet on y = 0, facing +Z.
+    ``fit``: the body prior fitted to this photo (``prior.fit_body``), for a model trained with
+    the prior."""
+    from .data import canonical_camera, frame_photo, photo_frame
 
     size = model.cfg.image_size
     img, m = frame_photo(rgb, mask, size)
     cam = canonical_camera(size, height_m)
-    rec = reconstruct_views(model, img[None], [cam], resolution=resolution, coarse=coarse, device=device)
+    priors = None
+    if getattr(model.cfg, "prior_size", 0):
+        if fit is None:
+            raise ValueError("this PIFu needs the body prior fitted to the photo")
+        from .prior import prior_maps_for_photo
+
+        priors = prior_maps_for_photo(fit, photo_frame(mask, size), size, model.cfg.prior_size)[None]
+    rec = reconstruct_views(model, img[None], [cam], resolution=resolution, coarse=coarse, device=device,
+                            priors=priors)
     mesh = rec.mesh
     b = mesh.bounds
     shift = np.array([-(b[0][0] + b[1][0]) / 2, -b[0][1], -(b[0][2] + b[1][2]) / 2])
     mesh.apply_translation(shift)
     rec.framed_image, rec.framed_mask, rec.camera, rec.shift = img, m, cam, shift
     return rec
+
+
+def prepare_priors(maps: np.ndarray) -> np.ndarray:
+    """Body-prior maps (V, 3, P, P) as the network takes them: front and back outside the hit
+    mask set to the nearest hit's values (what ``BodyDataset.prior_maps`` gives in training)."""
+    maps = np.asarray(maps, np.float32)
+    if maps.ndim != 4 or maps.shape[1] != 3:
+        raise ValueError(f"prior maps must be (V, 3, P, P), got {maps.shape}")
+    out = maps.copy()
+    for i, m in enumerate(maps):
+        hit = m[2] > 0
+        out[i, 0], out[i, 1] = _fill_outside(m[0], hit), _fill_outside(m[1], hit)
+    return out
 
 
 def _fill_outside(a: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -776,11 +776,20 @@ def build_body(params: BodyParams, pose: str | np.ndarray = "rest", garments: Se
     return ClothedBody(mesh, comps, params, pose_name, seed, height_m, garments, appearance)
 
 
-def random_subject(seed: int, root: str | Path | None = None) -> ClothedBody:
-    """A random adult: sliders, race mix, pose, clothes and colours, all from ``seed``.
+@dataclass
+class SubjectSpec:
+    """What :func:`random_subject` draws from a seed, before any mesh is built."""
 
-    Always one casual suit (the one matching the gender 80 % of the time), shoes 85 %.
-    """
+    params: BodyParams
+    pose_name: str
+    pose: np.ndarray  # local rotations (B, 3, 3)
+    garments: list[str]
+    appearance: Appearance
+
+
+def subject_spec(seed: int, root: str | Path | None = None) -> SubjectSpec:
+    """The sliders, pose, clothes and colours of :func:`random_subject` ``(seed)`` (cheap: no
+    mesh), e.g. to pose the unclothed body of a dataset subject."""
     rng = np.random.default_rng(seed)
     params = BodyParams.random(rng)
     pose_name, pose = random_pose(rng, root)
@@ -789,4 +798,13 @@ def random_subject(seed: int, root: str | Path | None = None) -> ClothedBody:
     if rng.uniform() < 0.85:
         garments.append("shoes01")
     appearance = random_appearance(rng, params, garments)
-    return build_body(params, pose, garments, appearance, pose_name=pose_name, seed=seed, root=root)
+    return SubjectSpec(params, pose_name, pose, garments, appearance)
+
+
+def random_subject(seed: int, root: str | Path | None = None) -> ClothedBody:
+    """A random adult: sliders, race mix, pose, clothes and colours, all from ``seed``.
+
+    Always one casual suit (the one matching the gender 80 % of the time), shoes 85 %.
+    """
+    s = subject_spec(seed, root)
+    return build_body(s.params, s.pose, s.garments, s.appearance, pose_name=s.pose_name, seed=seed, root=root)

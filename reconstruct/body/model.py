@@ -79,6 +79,11 @@ class PIFuConfig:
     occupancy MLP the point's depth relative to them (``z - front``, ``back - z``), as the depth
     head does, but from a network that sees the whole image at once and was trained on every
     pixel. None: no depth net (PIFu as published). Exclusive with ``depth_head``."""
+    prior_size: int = 0
+    """Side of the body-prior maps (:mod:`reconstruct.body.prior`: a MakeHuman body fitted to
+    the photo, its front and back depth and a hit mask in the view, ICON-style) given to
+    ``forward``/``query``; the occupancy MLP then gets, per view, ``z - front``, ``back - z``
+    and the hit flag at the point's ``uv``. 0: no prior (PIFu as published)."""
 
     @staticmethod
     def paper() -> "PIFuConfig":
@@ -120,7 +125,7 @@ class PIFuConfig:
     def depth_inputs(self) -> int:
         """Extra MLP inputs from depth maps: 2 (``z - front``, ``back - z``) with a depth head
         or a depth net, else 0."""
-        return 2 if (self.depth_head or self.depth_net) else 0
+        return (2 if (self.depth_head or self.depth_net) else 0) + (3 if self.prior_size else 0)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -332,10 +337,21 @@ class PIFu(nn.Module):
         return [h(f) for h, f in zip(self.depth_heads[self.cfg.n_stacks - len(feats):], feats)]
 
     def query(self, feats: list[torch.Tensor], uv: torch.Tensor, z: torch.Tensor,
-              stacks: str = "all") -> list[torch.Tensor]:
+              stacks: str = "all", prior: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Occupancy from encoded features. uv (B, V, N, 2), z (B, V, N, 1) -> list of (B, N)
-        (one per stack, or only the last with ``stacks='last'``)."""
+        (one per stack, or only the last with ``stacks='last'``). ``prior`` (B, V, 3, P, P): the
+        body prior's front, back (normalised z, filled outside the hit mask) and hit maps, for a
+        model with ``prior_size``."""
         b, v, n = uv.shape[:3]
+        pri = None
+        if self.cfg.prior_size:
+            if prior is None or prior.dim() != 5 or prior.shape[:3] != (b, v, 3):
+                raise ValueError(f"this PIFu needs body-prior maps (B={b}, V={v}, 3, P, P), got "
+                                 f"{None if prior is None else tuple(prior.shape)}")
+            pz = sample_features(prior.reshape(b * v, *prior.shape[2:]), uv.reshape(b * v, n, 2))
+            pri = (pz[:, :1], pz[:, 1:2], pz[:, 2:3])
+        elif prior is not None:
+            raise ValueError("this PIFu was trained without a body prior")
         z1 = z.reshape(b * v, n, 1).transpose(1, 2)
         uvf, zf = uv.reshape(b * v, n, 2), self.z_features(z1)
         use = list(range(len(feats))) if stacks == "all" else [len(feats) - 1]
@@ -353,12 +369,16 @@ class PIFu(nn.Module):
                 d = sample_features(f[:, c:], uvf)
             if d is not None:
                 parts.append(DEPTH_FEATURE_SCALE * torch.cat([z1 - d[:, :1], d[:, 1:] - z1], 1))
+            if pri is not None:
+                parts.append(torch.cat([DEPTH_FEATURE_SCALE * (z1 - pri[0]), DEPTH_FEATURE_SCALE * (pri[1] - z1),
+                                        pri[2]], 1))
             out.append(torch.sigmoid(self.occ_mlp(torch.cat(parts, 1), v))[:, 0])
         return out
 
-    def forward(self, img: torch.Tensor, uv: torch.Tensor, z: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, img: torch.Tensor, uv: torch.Tensor, z: torch.Tensor,
+                prior: torch.Tensor | None = None) -> list[torch.Tensor]:
         self._check(img, uv, z)
-        return self.query(self.encode(img), uv, z)
+        return self.query(self.encode(img), uv, z, prior=prior)
 
     def colour(self, img: torch.Tensor, uv: torch.Tensor, z: torch.Tensor,
                feats: list[torch.Tensor] | None = None,

@@ -403,6 +403,43 @@ def prepare(mesh_or_scene) -> BodyScene:
     return mesh_or_scene if isinstance(mesh_or_scene, BodyScene) else BodyScene(mesh_or_scene)
 
 
+class _Raycaster:
+    """Only the ray-casting part of :class:`BodyScene` (no normals, no colours): for depth maps."""
+
+    def __init__(self, mesh):
+        o3d = require("open3d")
+        v = np.ascontiguousarray(mesh.vertices, np.float32)
+        f = np.ascontiguousarray(mesh.faces, np.uint32)
+        if len(f) == 0:
+            raise ValueError("cannot ray-cast an empty mesh")
+        self.bounds = np.stack([v.min(0), v.max(0)]).astype(np.float64)
+        self.scene = o3d.t.geometry.RaycastingScene()
+        self.scene.add_triangles(o3d.core.Tensor(v), o3d.core.Tensor(f))
+
+    cast = BodyScene.cast
+
+
+def depth_maps(mesh_or_scene, camera: Camera, size: int) -> np.ndarray:
+    """Ray-cast front and back depth of a mesh in an orthographic view, at ``size`` x ``size``
+    (the view rescaled): float32 (3, size, size) = normalised z (``Camera.normalise``) of the
+    first surface along each pixel's ray, of the last one, and 1 where the ray meets the mesh
+    (else 0, and both depths 0)."""
+    if not camera.orthographic:
+        raise ValueError("depth maps are defined for orthographic views")
+    scene = mesh_or_scene if isinstance(mesh_or_scene, (BodyScene, _Raycaster)) else _Raycaster(mesh_or_scene)
+    s = size / camera.height
+    cam = replace(camera, width=size, height=size, fx=camera.fx * s, fy=camera.fy * s, cx=camera.cx * s,
+                  cy=camera.cy * s)
+    o, d = cam.rays()
+    far = 2.0 * abs(cam.z_center) + 4.0 * cam.half_height + 2.0 * float(np.ptp(scene.bounds, axis=0).max())
+    front = scene.cast(o - far * d, d)["t_hit"].reshape(size, size) - far
+    back = far - scene.cast(o + far * d, -d)["t_hit"].reshape(size, size)
+    hit = np.isfinite(front) & np.isfinite(back)
+    nf = np.where(hit, (front - cam.z_center) / cam.half_height, 0.0)
+    nb = np.where(hit, (back - cam.z_center) / cam.half_height, 0.0)
+    return np.stack([nf, nb, hit.astype(np.float64)]).astype(np.float32)
+
+
 # --------------------------------------------------------------------------------------- render
 
 @dataclass

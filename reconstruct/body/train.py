@@ -87,6 +87,15 @@ class TrainConfig:
     """Train a PIFu whose occupancy MLP also gets the point's depth relative to the front/back
     maps of these depth-net weights (``depth_train.train_depthnet``; frozen). With ``init``
     weights of a plain PIFu, its MLP grows two zero-initialised inputs as for ``depth_head``."""
+    prior_size: int = 0
+    """Train a PIFu with the body prior (``PIFuConfig.prior_size``: maps of this side; ICON-style,
+    :mod:`reconstruct.body.prior`); with ``init`` weights of a model without it, its occupancy MLP
+    grows three zero-initialised inputs. 0: off."""
+    prior_estimated_p: float = 0.5
+    """Share of training views whose prior is the one fitted to the rendered view (``dhstudio
+    body priors``), where the dataset has it; the others get the true pose with noise."""
+    prior_noise_deg: float = 6.0
+    """Std of the random turn of each joint group of the true-pose prior (degrees)."""
     depth_weight: float = 10.0
     """Weight of the depth head's L1 loss (normalised z; 0.005 is about 1 cm) against the
     ray-cast front and back depth of the input views, on pixels whose ray meets the body."""
@@ -135,13 +144,15 @@ def _batch(ds, idx, rng, n_views, cfg: TrainConfig, torch, depth_size: int = 0):
     items = [ds.item(int(i), rng, n_views=n_views, n_points=cfg.n_points, n_colour=cfg.n_colour,
                      cone_balance=cfg.cone_balance, hull_fraction=cfg.hull_fraction,
                      photo_aug=cfg.photo_aug, n_rays=cfg.n_rays if cfg.ray_weight > 0 else 0,
-                     depth_size=depth_size) for i in idx]
+                     depth_size=depth_size, prior_size=cfg.prior_size,
+                     prior_estimated_p=cfg.prior_estimated_p, prior_noise_deg=cfg.prior_noise_deg) for i in idx]
 
     def st(k):
         return torch.from_numpy(np.stack([it[k] for it in items]))
     img = st("image").permute(0, 1, 4, 2, 3) * 2 - 1  # (B, V, 3, S, S) in [-1, 1]
     depth = st("depth").flatten(0, 1) if depth_size else None  # (B*V, 3, D, D)
-    return img, st("uv"), st("z"), st("labels"), st("cuv"), st("cz"), st("crgb"), depth
+    prior = st("prior") if cfg.prior_size else None  # (B, V, 3, P, P)
+    return img, st("uv"), st("z"), st("labels"), st("cuv"), st("cz"), st("crgb"), depth, prior
 
 
 def depth_loss(model, feats, depth, torch):
@@ -182,9 +193,12 @@ def evaluate_occupancy(model, ds, n_subjects: int = 8, seed: int = 123, n_points
     model.eval()
     with torch.no_grad():
         for i in range(min(n_subjects, len(ds))):
-            it = ds.item(i, rng, n_views=1, n_points=n_points, n_colour=16)
+            ps = model.cfg.prior_size
+            it = ds.item(i, rng, n_views=1, n_points=n_points, n_colour=16, prior_size=ps, prior_estimated_p=1.0)
             img = torch.from_numpy(it["image"]).permute(0, 3, 1, 2)[None] * 2 - 1
-            p = model(img, torch.from_numpy(it["uv"])[None], torch.from_numpy(it["z"])[None])[-1][0].numpy() > 0.5
+            prior = torch.from_numpy(it["prior"])[None] if ps else None
+            p = model(img, torch.from_numpy(it["uv"])[None], torch.from_numpy(it["z"])[None],
+                      prior=prior)[-1][0].numpy() > 0.5
             y = it["labels"] > 0.5
             tp += int((p & y).sum()); fp += int((p & ~y).sum()); fn += int((~p & y).sum())
             correct += int((p == y).sum()); total += len(y)
@@ -210,6 +224,7 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
     if cfg.z_frequencies is not None:
         mcfg.z_frequencies = int(cfg.z_frequencies)
     mcfg.depth_head = bool(cfg.depth_head)
+    mcfg.prior_size = int(cfg.prior_size)
     dnet = None
     if cfg.depthnet:
         from .depth_train import load_depthnet
@@ -224,9 +239,10 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
     model = PIFu(mcfg)
     if cfg.init:
         start = load_model(Path(cfg.init))
-        ignore = {"depth_head": None, "depth_net": None}
+        ignore = {"depth_head": None, "depth_net": None, "prior_size": None}
         if start.cfg.to_dict() | ignore != mcfg.to_dict() | ignore \
-                or (start.cfg.depth_head and not mcfg.depth_head) or (start.cfg.depth_net and not mcfg.depth_net):
+                or (start.cfg.depth_head and not mcfg.depth_head) or (start.cfg.depth_net and not mcfg.depth_net) \
+                or (start.cfg.prior_size and start.cfg.prior_size != mcfg.prior_size):
             raise ValueError(f"--init {cfg.init} is a {start.cfg.name} PIFu at {start.cfg.image_size} px"
                              f"{' with a depth head' if start.cfg.depth_head else ''}; this run trains "
                              f"{mcfg.name} at {mcfg.image_size} px{' with a depth head' if mcfg.depth_head else ''}")
@@ -262,9 +278,9 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
                 g["lr"] = cfg.lr * cosine_lr(step, cfg.steps)
             n_views = min(int(rng.choice(cfg.view_mix)), cfg.max_views, len(ds.subject(ds.ids[0])["meta"]["views"]))
             idx = rng.choice(len(ds), size=min(cfg.batch, len(ds)), replace=False)
-            img, uv, z, lab, cuv, cz, crgb, depth = _batch(ds, idx, rng, n_views, cfg, torch, depth_size)
+            img, uv, z, lab, cuv, cz, crgb, depth, prior = _batch(ds, idx, rng, n_views, cfg, torch, depth_size)
             feats = model.encode(img)
-            occ = model.query(feats, uv, z)
+            occ = model.query(feats, uv, z, prior=prior)
             nl = lab.shape[1]
             loss_occ = sum(torch.mean((o[:, :nl] - lab) ** 2) for o in occ)
             rgb = model.colour(img, cuv, cz, feats=feats)
