@@ -39,37 +39,22 @@ def main() -> None:
     from reconstruct.body.data import BodyDataset
     from reconstruct.body.infer import reconstruct_views
     from reconstruct.body.train import load_model
-    from reconstruct.metrics import N_POINTS, _directed, _sample, _scene
+    from reconstruct.metrics import shift_aligned_metrics, surface_metrics
 
     model = load_model(a.checkpoint)
     ds = BodyDataset(a.data, "test", image_size=model.cfg.image_size)
     ids = ds.ids[: a.max_subjects] if a.max_subjects else ds.ids
-    offsets = np.arange(-0.30, 0.3001, 0.01)
     rows = []
     t0 = time.time()
     for sid in ids:
         gt = trimesh.load(ds.subject(sid)["dir"] / "mesh.ply", force="mesh", process=False)
         img, _, cam = ds.view(sid, 0)
         rec = reconstruct_views(model, img[None], [cam], resolution=a.resolution, coarse=64, colour=False).mesh
-        fwd = cam.R[2].astype(np.float32)  # the camera's viewing direction in world coordinates
-        rp, rn = _sample(rec, N_POINTS, 0)
-        gp, gn = _sample(gt, N_POINTS, 1)
-        gscene = _scene(gt)
-
-        def metrics(dz: float) -> tuple[float, float]:
-            moved = rec.copy()
-            moved.apply_translation(fwd.astype(np.float64) * dz)
-            d_rg, _ = _directed((rp + fwd * dz).astype(np.float32), rn, gt, gscene)
-            d_gr, _ = _directed(gp, gn, moved, _scene(moved))
-            p2s = float(d_rg.mean()) * 100
-            return p2s, 0.5 * (p2s + float(d_gr.mean()) * 100)
-
-        p2s_by = [float(_directed((rp + fwd * dz).astype(np.float32), rn, gt, gscene)[0].mean()) * 100 for dz in offsets]
-        best = float(offsets[int(np.argmin(p2s_by))])
-        p0, c0 = metrics(0.0)
-        p1, c1 = metrics(best)
-        rows.append({"subject": sid, "pose": ds.subject(sid)["meta"].get("pose"), "p2s_cm": p0, "chamfer_cm": c0,
-                     "best_offset_cm": round(best * 100, 1), "p2s_aligned_cm": p1, "chamfer_aligned_cm": c1})
+        raw = surface_metrics(rec, gt)
+        al = shift_aligned_metrics(rec, gt, cam.R[2])  # along the camera's viewing direction
+        rows.append({"subject": sid, "pose": ds.subject(sid)["meta"].get("pose"), "p2s_cm": raw["p2s_cm"],
+                     "chamfer_cm": raw["chamfer_cm"], "best_offset_cm": al["offset_cm"],
+                     "p2s_aligned_cm": al["p2s_cm"], "chamfer_aligned_cm": al["chamfer_cm"]})
         print(json.dumps(rows[-1]), flush=True)
     mean = {k: float(np.mean([r[k] for r in rows])) for k in ("p2s_cm", "chamfer_cm", "p2s_aligned_cm",
                                                               "chamfer_aligned_cm")}

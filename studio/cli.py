@@ -511,6 +511,8 @@ def cmd_body_reconstruct(args) -> int:
                            checkpoint=Path(args.checkpoint) if args.checkpoint else None, height_m=args.height,
                            resolution=args.resolution, turntable=not args.no_turntable, sign=not args.no_sign,
                            passphrase=_read_passphrase(args))
+    for note in res.notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(res.to_dict()))
     else:
@@ -722,8 +724,10 @@ def build_parser() -> argparse.ArgumentParser:
     br = bsub.add_parser("reconstruct", help="one photo -> signed, watermarked GLB + turntable MP4")
     br.add_argument("photo")
     br.add_argument("-o", "--output", required=True, help="OUT.glb (the turntable goes to OUT.mp4)")
-    br.add_argument("--mask", help="person mask (nonzero = person); default: the photo's alpha channel")
-    br.add_argument("--checkpoint", help="weights (default: assets/pifu_small.safetensors)")
+    br.add_argument("--mask", help="person mask (nonzero = person); default: the photo's alpha channel, else the "
+                                   "built-in person segmentation (MediaPipe pose, faces extra)")
+    br.add_argument("--checkpoint", help="weights (default: assets/pifu_prior.safetensors, the PIFu with the body "
+                                         "prior, when the pose model is installed; else assets/pifu_small.safetensors)")
     br.add_argument("--height", type=float, default=1.7, help="assumed height of the person's silhouette (m)")
     br.add_argument("--resolution", type=int, choices=[128, 256, 512], default=256)
     br.add_argument("--no-turntable", action="store_true")

@@ -24,8 +24,13 @@ from provenance.media import sha256_file, wm_id_hex
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_CHECKPOINT = ASSETS / "pifu_small.safetensors"
+#: PIFu trained with the body prior (issue 16): the default when the pose model is installed.
+PRIOR_CHECKPOINT = ASSETS / "pifu_prior.safetensors"
 MAX_PIXELS = 64_000_000  # refuse decompression bombs before decoding
 WORK_LONG_EDGE = 2048  # photos are downscaled to this long edge before framing
+#: An alpha channel is a person cut-out only when it leaves this much of the photo or less opaque
+#: (a nearly opaque alpha, e.g. the sample photo's 99.98 %, is no mask).
+ALPHA_CUTOUT_MAX = 0.95
 
 
 @dataclass
@@ -37,18 +42,24 @@ class BodyResult:
     seconds: dict = field(default_factory=dict)
     watermark_ids: dict = field(default_factory=dict)
     mask_iou: float | None = None
+    notes: list = field(default_factory=list)
+    """What the user should know (the mask came from segmentation, the prior is off, ...)."""
+    prior: dict | None = None
+    """The fitted body prior: landmark error, silhouette IoU, seconds (None without one)."""
 
     def to_dict(self) -> dict:
         return {"mesh": str(self.mesh_path), "video": str(self.video_path) if self.video_path else None,
                 "vertices": self.vertices, "faces": self.faces, "seconds": self.seconds,
                 "watermark_ids": {k: wm_id_hex(v) for k, v in self.watermark_ids.items() if v is not None},
-                "mask_iou": self.mask_iou}
+                "mask_iou": self.mask_iou, "notes": self.notes, "prior": self.prior}
 
 
-def load_photo(photo: Path, mask: Path | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+def load_photo(photo: Path, mask: Path | None = None, *, require_mask: bool = True
+               ) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(rgb uint8 HxWx3, mask bool HxW, how the mask was obtained). Grayscale, 16-bit, palette
     and RGBA photos are converted; huge ones refused; the mask comes from ``mask`` (any image,
-    nonzero = person) or the photo's alpha channel."""
+    nonzero = person) or the photo's alpha channel; without either, None (``require_mask``
+    False: the caller segments the person) or an error."""
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -86,17 +97,20 @@ def load_photo(photo: Path, mask: Path | None = None) -> tuple[np.ndarray, np.nd
             raise InputError(f"mask {mask} is {mim.width}x{mim.height} but the photo is {rgb_im.width}x{rgb_im.height}")
         m = np.asarray(mim.convert("L")) >= 128
         how = "mask file"
-    elif alpha is not None and not alpha.all():
+    elif alpha is not None and 0 < alpha.mean() < ALPHA_CUTOUT_MAX:
         m, how = alpha, "alpha channel"
+    elif not require_mask:
+        m, how = None, "segmentation"
     else:
         raise InputError(f"{photo} has no person mask: give --mask MASK.png or an RGBA photo whose alpha is the "
-                         "person (dhstudio has no built-in person segmentation yet)")
+                         "person, or install the faces extra (make install) for the built-in segmentation")
     s = WORK_LONG_EDGE / max(rgb_im.size)
     if s < 1:
         size = (round(rgb_im.width * s), round(rgb_im.height * s))
         rgb_im = rgb_im.resize(size, Image.Resampling.LANCZOS)
-        m = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)) >= 128
-    if m.sum() < 100:
+        if m is not None:
+            m = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)) >= 128
+    if m is not None and m.sum() < 100:
         raise InputError(f"the person mask of {photo} is empty (or under 100 pixels): nothing to reconstruct")
     return np.asarray(rgb_im), m, how
 
@@ -139,11 +153,21 @@ def reconstruct_body(photo: Path, out: Path, *, mask: Path | None = None, checkp
         raise InputError("resolution must be 128, 256 or 512")
     if not (0.5 <= height_m <= 2.5):
         raise InputError(f"--height {height_m} m is not a human height (0.5-2.5 m)")
-    checkpoint = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    from reconstruct.body import prior as body_prior
+
+    notes: list[str] = []
+    pose_ok = body_prior.pose_available()
+    if checkpoint is None:
+        checkpoint = PRIOR_CHECKPOINT if (pose_ok and PRIOR_CHECKPOINT.is_file()) else DEFAULT_CHECKPOINT
+        if not pose_ok:
+            notes.append("the pose model (faces extra) is not installed: no body prior and no built-in "
+                         "segmentation, reconstructing with the plain PIFu")
+    checkpoint = Path(checkpoint)
     if checkpoint.resolve() == Path(photo).resolve():
         raise InputError("the checkpoint and the photo are the same file")
-    rgb, m, how = load_photo(photo, mask)
+    rgb, m, how = load_photo(photo, mask, require_mask=not pose_ok)
     times = {}
+    prior_info = None
     try:
         from reconstruct.body.infer import reconstruct_photo
         from reconstruct.body.train import load_model
@@ -155,10 +179,34 @@ def reconstruct_body(photo: Path, out: Path, *, mask: Path | None = None, checkp
         except (ValueError, FileNotFoundError) as e:
             raise InputError(str(e)) from None
         times["load_model"] = round(time.perf_counter() - t0, 2)
+        fit = None
+        if pose_ok and (m is None or model.cfg.prior_size):
+            t0 = time.perf_counter()
+            try:
+                est = body_prior.estimate_person(rgb)
+            except body_prior.NoPerson as e:
+                raise InputError(f"{photo}: {e}") from None
+            times["segment_pose"] = round(time.perf_counter() - t0, 2)
+            notes.extend(est.notes)
+            if m is None:
+                m, how = est.mask, "segmentation (MediaPipe pose)"
+                if m.sum() < 100:
+                    raise InputError(f"{photo}: the person is too small to reconstruct (under 100 pixels)")
+            if model.cfg.prior_size:
+                t0 = time.perf_counter()
+                try:
+                    fit = body_prior.fit_body(est)
+                except body_prior.NoPerson as e:
+                    raise InputError(f"{photo}: {e}") from None
+                times["fit_prior"] = round(time.perf_counter() - t0, 2)
+                prior_info = {"landmark_error_px": round(fit.landmark_error_px, 1), "seconds": fit.seconds}
+        elif model.cfg.prior_size:
+            raise InputError(f"{checkpoint} needs the body prior, which needs the pose model: install the faces "
+                             "extra (make install)")
         t0 = time.perf_counter()
         coarse = {128: 32, 256: 64, 512: 64}[resolution]
         try:
-            rec = reconstruct_photo(model, rgb, m, height_m=height_m, resolution=resolution, coarse=coarse)
+            rec = reconstruct_photo(model, rgb, m, height_m=height_m, resolution=resolution, coarse=coarse, fit=fit)
         except ValueError as e:
             raise InputError(f"reconstruction failed: {e}") from None
         times["reconstruct"] = round(time.perf_counter() - t0, 2)
@@ -184,7 +232,8 @@ def reconstruct_body(photo: Path, out: Path, *, mask: Path | None = None, checkp
                 spec = GenerationSpec(model_name=f"dhstudio-pifu-{model.cfg.name}", model_version="1",
                                       weights_sha256=sha256_file(checkpoint),
                                       parameters={"resolution": resolution, "height_m": height_m,
-                                                  "mask": how, "train_steps": info.get("steps")},
+                                                  "mask": how, "train_steps": info.get("steps"),
+                                                  "body_prior": fit is not None},
                                       digital_source_type="trainedAlgorithmicMedia",
                                       ingredients=[Path(photo)] + ([Path(mask)] if mask else []))
                 t0 = time.perf_counter()
@@ -212,7 +261,7 @@ def reconstruct_body(photo: Path, out: Path, *, mask: Path | None = None, checkp
             shutil.rmtree(tmpdir, ignore_errors=True)
     except MissingExtra as e:
         raise InputError(str(e)) from None
-    return BodyResult(out, video_out, len(mesh.vertices), len(mesh.faces), times, wm_ids, iou)
+    return BodyResult(out, video_out, len(mesh.vertices), len(mesh.faces), times, wm_ids, iou, notes, prior_info)
 
 
 def silhouette_iou(mesh, rec) -> float:

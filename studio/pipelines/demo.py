@@ -179,8 +179,9 @@ BODY_PHOTO = Path(__file__).resolve().parents[3] / "shared" / "data" / "body_pho
 
 
 def _demo_body(out: Path, registry, quick: bool):
-    """Reconstruct the sample photo (../shared/data/body_photos, with its mask) with the shipped
-    PIFu weights, publish GLB + turntable. Skipped, with the reason, when the photo, the weights
+    """Reconstruct the sample photo (../shared/data/body_photos; segmented by the pose model, its
+    mask file only without the faces extra) with the shipped PIFu weights (with the body prior
+    when the pose model is installed), publish GLB + turntable. Skipped, with the reason, when the photo, the weights
     or the [body] extra is missing."""
     import time
 
@@ -198,13 +199,20 @@ def _demo_body(out: Path, registry, quick: bool):
     except ImportError:
         print("[demo] body reconstruction skipped: the [body] extra (torch) is not installed")
         return None
+    from reconstruct.body.prior import pose_available
+
     t0 = time.perf_counter()
     (out / "body").mkdir(exist_ok=True)
-    res = reconstruct_body(BODY_PHOTO, out / "body" / "ryota.glb", mask=mask if mask.is_file() else None,
+    # with the pose model, the person is segmented from the photo (its mask file is not used)
+    use_mask = None if pose_available() else (mask if mask.is_file() else None)
+    res = reconstruct_body(BODY_PHOTO, out / "body" / "ryota.glb", mask=use_mask,
                            resolution=128 if quick else 256, frames=12 if quick else 48, registry=registry)
-    print(f"[demo] reconstructed {BODY_PHOTO.name} -> {res.mesh_path.name} ({res.vertices} vertices) + "
+    for note in res.notes:
+        print(f"[demo] note: {note}")
+    print(f"[demo] reconstructed {BODY_PHOTO.name} ({'its mask file' if use_mask else 'no mask: segmented'}"
+          f"{', body prior' if res.prior else ''}) -> {res.mesh_path.name} ({res.vertices} vertices) + "
           f"{res.video_path.name if res.video_path else 'no turntable'} in {time.perf_counter() - t0:.1f} s; "
-          f"silhouette IoU with the mask {res.mask_iou:.3f}")
+          f"silhouette IoU with the mask it used {res.mask_iou:.3f}")
     return res
 
 
