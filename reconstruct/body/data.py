@@ -622,13 +622,12 @@ class BodyDataset:
 
     def _estimated_priors(self, sid: str):
         key = ("prior_est", sid)
-        if key not in self._cache:
+        if key not in self._cache:  # looked up again until it exists (`body priors` may be running)
             path = self.root / "subjects" / sid / "prior_est.npz"
-            if path.is_file():
-                with np.load(path) as z:
-                    self._cache[key] = ([int(x) for x in z["views"]], z["maps"])
-            else:
-                self._cache[key] = None
+            if not path.is_file():
+                return None
+            with np.load(path) as z:
+                self._cache[key] = ([int(x) for x in z["views"]], z["maps"])
         return self._cache[key]
 
     def item(self, i: int, rng: np.random.Generator, *, n_views: int = 1, n_points: int = 5000,

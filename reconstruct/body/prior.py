@@ -159,6 +159,8 @@ def estimate_person(rgb: np.ndarray) -> PersonEstimate:
     """Segmentation + 2-D and 3-D landmarks of the person in ``rgb`` (H, W, 3) uint8.
 
     MediaPipe Pose finds one person (the most prominent); :class:`NoPerson` when it finds none.
+    With several people (the found one hidden, the model looks again) the larger is taken and a
+    note says so; a person touching the frame, or small, gets a note too.
     """
     from PIL import Image
 
@@ -175,9 +177,27 @@ def estimate_person(rgb: np.ndarray) -> PersonEstimate:
     if scale < 1.0:
         small = np.asarray(Image.fromarray(rgb).resize((max(1, round(W * scale)), max(1, round(H * scale))),
                                                        Image.Resampling.BILINEAR))
-    res = _pose_graph().process(small)
+    graph = _pose_graph()
+    res = graph.process(small)
     if res.pose_landmarks is None or res.segmentation_mask is None:
         raise NoPerson("no person found in the photo (the pose model found no body)")
+    notes = []
+    # more people? the pose model tracks one: hide it and look again; keep the larger one
+    first = np.asarray(res.segmentation_mask) >= MASK_THRESHOLD
+    if first.any():
+        from scipy import ndimage
+
+        hidden = small.copy()
+        hidden[ndimage.binary_dilation(first, iterations=max(2, round(0.02 * max(small.shape[:2]))))] = 128
+        res2 = graph.process(hidden)
+        if res2.pose_landmarks is not None and res2.segmentation_mask is not None:
+            second = (np.asarray(res2.segmentation_mask) >= MASK_THRESHOLD) & ~first
+            if second.sum() >= 0.3 * first.sum():
+                bigger = second.sum() > first.sum()
+                notes.append("the photo shows more than one person: reconstructing the "
+                             f"{'largest' if bigger else 'most prominent'} one; crop the photo to choose another")
+                if bigger:
+                    res = res2
     h, w = small.shape[:2]
     lm = np.array([[p.x * w, p.y * h] for p in res.pose_landmarks.landmark], np.float64) / scale
     vis = np.array([p.visibility for p in res.pose_landmarks.landmark], np.float64)
@@ -188,7 +208,6 @@ def estimate_person(rgb: np.ndarray) -> PersonEstimate:
     mask = soft >= MASK_THRESHOLD
     if not mask.any():
         raise NoPerson("no person found in the photo (the segmentation is empty)")
-    notes = []
     ys, xs = np.nonzero(mask)
     if ys.min() == 0 or ys.max() == H - 1 or xs.min() == 0 or xs.max() == W - 1:
         notes.append("the person touches the photo's edge: parts outside the frame are not reconstructed")

@@ -182,3 +182,37 @@ def test_sample_photo_segmentation_and_fit():
     fit = prior.fit_body(est)
     assert fit.landmark_error_px < 15
     assert 0.5 < np.ptp(fit.vertices()[0][:, 1]) < 2.5
+
+
+def _sample_rgb():
+    from PIL import Image
+
+    with Image.open(SHARED / "body_photos" / "ryota.png") as im:
+        return np.asarray(im.convert("RGB"))
+
+
+needs_sample = pytest.mark.skipif(not (SHARED / "body_photos" / "ryota.png").is_file(), reason="sample photo absent")
+
+
+@needs_pose
+@needs_sample
+def test_photo_edge_cases_get_notes():
+    """Two people: the pose model takes one and a note says so; a person cut off by the frame and
+    a tiny person get notes (documented behaviour: still reconstructed)."""
+    from PIL import Image
+
+    rgb = _sample_rgb()
+    two = np.concatenate([rgb, rgb[:, ::-1]], axis=1)  # side by side, one mirrored
+    est = prior.estimate_person(two)
+    assert any("more than one person" in n for n in est.notes), est.notes
+    cut = rgb[:300]  # the legs are outside the frame
+    est = prior.estimate_person(cut)
+    assert any("edge" in n for n in est.notes), est.notes
+    canvas = np.full((1600, 1600, 3), 128, np.uint8)
+    small = np.asarray(Image.fromarray(rgb).resize((256, 256)))
+    canvas[600:856, 700:956] = small
+    try:
+        est = prior.estimate_person(canvas)
+    except prior.NoPerson:
+        return  # too small for the pose model: a clear error instead, also fine
+    assert any("small" in n for n in est.notes), est.notes
