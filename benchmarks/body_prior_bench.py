@@ -152,7 +152,6 @@ def main() -> None:
         sub = ds.subject(sid)
         gt = trimesh.load(sub["dir"] / "mesh.ply", force="mesh", process=False)
         pose = sub["meta"].get("pose")
-        est = ds._estimated_priors(sid)
         for n in counts:
             ks = _pick_views(len(sub["meta"]["views"]), n)
             vs = [ds.view(sid, k) for k in ks]
@@ -162,19 +161,7 @@ def main() -> None:
             row["visual_hull"] = _score(visual_hull(masks, cams, resolution=a.resolution).mesh, gt, fwd)
             row["pifu"] = _score(reconstruct_views(base, imgs, cams, resolution=a.resolution, colour=False).mesh, gt, fwd)
             oracle = np.stack([ds.prior_maps(sid, k, P, None, fill=False) for k in ks])
-            est_maps = []
-            for k in ks:
-                if est is not None and k in est[0]:
-                    est_maps.append(est[1][est[0].index(k)].astype(np.float32))
-                else:  # not fitted by `body priors`: fit here, as it would
-                    from PIL import Image
-
-                    with Image.open(sub["dir"] / sub["meta"]["views"][k]["file"]) as im:
-                        rgb = np.asarray(im.convert("RGB"))
-                    try:
-                        est_maps.append(prior.fit_body(prior.estimate_person(rgb)).maps(P))
-                    except prior.NoPerson:
-                        est_maps.append(np.zeros((3, P, P), np.float32))
+            est_maps = [ds.estimated_prior_maps(sid, k, P) for k in ks]
             est_maps = np.stack(est_maps)
             if n == 1:
                 for name, mp in (("prior_solid_est", est_maps[0]), ("prior_solid_oracle", oracle[0])):

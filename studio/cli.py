@@ -489,9 +489,9 @@ def cmd_body_priors(args) -> int:
 def cmd_body_eval(args) -> int:
     from reconstruct.body.evaluate import evaluate
     from reconstruct.body.train import load_model
-    from studio.pipelines.body import DEFAULT_CHECKPOINT
+    from studio.pipelines.body import default_checkpoint
 
-    model = load_model(Path(args.checkpoint or DEFAULT_CHECKPOINT))
+    model = load_model(Path(args.checkpoint or default_checkpoint()))
     views = tuple(int(v) for v in args.views.split(","))
     if any(v < 1 or v > 8 for v in views):
         raise ValueError("--views takes counts between 1 and 8, e.g. 1,2,4")
@@ -713,7 +713,8 @@ def build_parser() -> argparse.ArgumentParser:
     bp.set_defaults(func=cmd_body_priors)
     be = bsub.add_parser("eval", help="P2S / Chamfer / normal consistency vs the visual hull, as JSON")
     be.add_argument("data")
-    be.add_argument("--checkpoint", help="weights (default: the shipped assets/pifu_small.safetensors)")
+    be.add_argument("--checkpoint", help="weights (default: what `body reconstruct` uses: assets/pifu_prior.safetensors "
+                                         "with the pose model installed, else assets/pifu_small.safetensors)")
     be.add_argument("--split", choices=["train", "val", "test"], default="test")
     be.add_argument("--views", default="1", help="view counts, e.g. 1,2,4")
     be.add_argument("--resolution", type=int, default=256)

@@ -620,6 +620,25 @@ class BodyDataset:
             m = prior.centred_maps(v, f, cam, size, depth_shift=shift)
         return prepare_priors(m[None])[0] if fill else m
 
+    def estimated_prior_maps(self, sid: str, k: int, size: int) -> np.ndarray:
+        """The prior fitted to view ``k`` as to a photo (its RGB with the background -> pose model
+        -> fit), (3, size, size) unfilled: from ``prior_est.npz`` when ``body priors`` wrote it,
+        else fitted now. No person found: all-zero maps (no hit)."""
+        est = self._estimated_priors(sid)
+        if est is not None and k in est[0] and est[1].shape[-1] == size:
+            return est[1][est[0].index(k)].astype(np.float32)
+        from PIL import Image
+
+        from . import prior
+
+        sub = self.subject(sid)
+        with Image.open(sub["dir"] / sub["meta"]["views"][k]["file"]) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        try:
+            return prior.fit_body(prior.estimate_person(rgb)).maps(size)
+        except prior.NoPerson:
+            return np.zeros((3, size, size), np.float32)
+
     def _estimated_priors(self, sid: str):
         key = ("prior_est", sid)
         if key not in self._cache:  # looked up again until it exists (`body priors` may be running)

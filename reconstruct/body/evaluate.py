@@ -2,7 +2,9 @@
 the visual-hull baseline from the same silhouettes (``dhstudio body eval``).
 
 For every subject of the split and every view count in ``views`` (1-4), the first ``n`` views of
-the subject (evenly spread in yaw) go to PIFu and to the visual hull; both meshes are compared
+the subject (evenly spread in yaw) go to PIFu and to the visual hull; a PIFu trained with the body
+prior gets each view's prior fitted to its render as to a photo (``pifu``) and, beside it, the
+prior from the true joints (``pifu_oracle_prior``); the meshes are compared
 with the subject's outer surface (``mesh.ply``) by :func:`reconstruct.metrics.surface_metrics`:
 P2S, Chamfer (cm) and normal consistency. Reported: per-subject rows and the means.
 """
@@ -63,13 +65,25 @@ def evaluate(model, data: Path, *, split: str = "test", views=(1,), resolution: 
             vs = [ds.view(sid, k) for k in ks]
             imgs = np.stack([v[0] for v in vs])
             cams = [v[2] for v in vs]
+            ps = getattr(model.cfg, "prior_size", 0)
+            # a model with the body prior gets it as a photo would: fitted to each view's render
+            priors = np.stack([ds.estimated_prior_maps(sid, k, ps) for k in ks]) if ps else None
             t0 = time.perf_counter()
-            rec = reconstruct_views(model, imgs, cams, resolution=resolution, coarse=coarse, colour=False)
+            rec = reconstruct_views(model, imgs, cams, resolution=resolution, coarse=coarse, colour=False,
+                                    priors=priors)
             row = {"subject": sid, "views": len(ks), "seconds": round(time.perf_counter() - t0, 2)}
             try:
                 row["pifu"] = surface_metrics(rec.mesh, gt)
             except ValueError as e:
                 row["pifu"] = {"error": str(e)}
+            if ps and sub["meta"].get("seed") is not None:  # beside it: the prior from the true joints
+                oracle = np.stack([ds.prior_maps(sid, k, ps, None, fill=False) for k in ks])
+                rec_o = reconstruct_views(model, imgs, cams, resolution=resolution, coarse=coarse, colour=False,
+                                          priors=oracle)
+                try:
+                    row["pifu_oracle_prior"] = surface_metrics(rec_o.mesh, gt)
+                except ValueError as e:
+                    row["pifu_oracle_prior"] = {"error": str(e)}
             if baseline:
                 try:
                     vh = visual_hull([v[1] for v in vs], cams, resolution=resolution, coarse=coarse)
@@ -87,7 +101,7 @@ def evaluate(model, data: Path, *, split: str = "test", views=(1,), resolution: 
     for n in sorted({r["views"] for r in rows}):
         rs = [r for r in rows if r["views"] == n]
         s = {"subjects": len(rs)}
-        for method in ("pifu", "visual_hull"):
+        for method in ("pifu", "pifu_oracle_prior", "visual_hull"):
             ok = [r[method] for r in rs if method in r and "error" not in r[method]]
             if ok:
                 s[method] = {k: float(np.mean([m[k] for m in ok])) for k in ("p2s_cm", "chamfer_cm", "normal_consistency")}

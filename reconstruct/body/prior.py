@@ -716,4 +716,29 @@ def estimate_dataset_priors(root: Path, *, views=(0, 2, 4, 6), size: int = 128, 
             bar.update(1)
     if bar:
         bar.close()
-    return {"subjects": len(ids), "fitted": done, "skipped": skipped}
+    return {"subjects": len(ids), "fitted": done, "skipped": skipped,
+            "stats": dataset_prior_stats(root, ids, {s: m["split"] for s, m in man["subjects"].items()})}
+
+
+def dataset_prior_stats(root: Path, ids, split_of: dict) -> dict:
+    """Per split, over the views in the subjects' ``prior_est.npz``: views, views with no person
+    found, and the means of the segmentation IoU, the fitted body's silhouette IoU with the true
+    (clothed) mask, the landmark error (pixels of the view) and the pose / fit seconds."""
+    import json
+
+    per: dict = {}
+    for sid in ids:
+        path = Path(root) / "subjects" / sid / "prior_est.npz"
+        if not path.is_file():
+            continue
+        with np.load(path) as z:
+            per.setdefault(split_of[sid], []).extend(json.loads(str(z["stats"])))
+    out = {}
+    keys = ("seg_iou", "prior_sil_iou", "landmark_error_px", "seconds_pose", "seconds_fit")
+    for split, rows in sorted(per.items()):
+        ok = [r for r in rows if "error" not in r]
+        out[split] = {"views": len(rows), "no_person": len(rows) - len(ok),
+                      **({k: round(float(np.mean([r[k] for r in ok])), 3) for k in keys} if ok else {}),
+                      **({"median_seconds_fit": round(float(np.median([r["seconds_fit"] for r in ok])), 2)}
+                         if ok else {})}
+    return out

@@ -54,6 +54,15 @@ class BodyResult:
                 "mask_iou": self.mask_iou, "notes": self.notes, "prior": self.prior}
 
 
+def default_checkpoint() -> Path:
+    """The weights ``body reconstruct`` and ``body eval`` use by default: the PIFu with the body
+    prior when the pose model (faces extra) is installed and its weights are there, else the plain
+    PIFu."""
+    from reconstruct.body.prior import pose_available
+
+    return PRIOR_CHECKPOINT if (PRIOR_CHECKPOINT.is_file() and pose_available()) else DEFAULT_CHECKPOINT
+
+
 def load_photo(photo: Path, mask: Path | None = None, *, require_mask: bool = True
                ) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(rgb uint8 HxWx3, mask bool HxW, how the mask was obtained). Grayscale, 16-bit, palette
@@ -158,7 +167,7 @@ def reconstruct_body(photo: Path, out: Path, *, mask: Path | None = None, checkp
     notes: list[str] = []
     pose_ok = body_prior.pose_available()
     if checkpoint is None:
-        checkpoint = PRIOR_CHECKPOINT if (pose_ok and PRIOR_CHECKPOINT.is_file()) else DEFAULT_CHECKPOINT
+        checkpoint = default_checkpoint()
         if not pose_ok:
             notes.append("the pose model (faces extra) is not installed: no body prior and no built-in "
                          "segmentation, reconstructing with the plain PIFu")
