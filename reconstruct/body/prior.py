@@ -155,6 +155,20 @@ def _pose_graph():
     return g
 
 
+def _process(graph, image: np.ndarray):
+    """graph.process, with native stderr silenced until the graph first finds a person (its
+    landmark projection logs a warning from C++ the first time it runs)."""
+    if getattr(_pose_local, "spoke", False):
+        return graph.process(image)
+    from ..faces._backend import _native_stderr_quiet
+
+    with _native_stderr_quiet():
+        res = graph.process(image)
+    if res.pose_landmarks is not None:
+        _pose_local.spoke = True
+    return res
+
+
 def estimate_person(rgb: np.ndarray) -> PersonEstimate:
     """Segmentation + 2-D and 3-D landmarks of the person in ``rgb`` (H, W, 3) uint8.
 
@@ -178,7 +192,7 @@ def estimate_person(rgb: np.ndarray) -> PersonEstimate:
         small = np.asarray(Image.fromarray(rgb).resize((max(1, round(W * scale)), max(1, round(H * scale))),
                                                        Image.Resampling.BILINEAR))
     graph = _pose_graph()
-    res = graph.process(small)
+    res = _process(graph, small)
     if res.pose_landmarks is None or res.segmentation_mask is None:
         raise NoPerson("no person found in the photo (the pose model found no body)")
     notes = []
@@ -189,7 +203,7 @@ def estimate_person(rgb: np.ndarray) -> PersonEstimate:
 
         hidden = small.copy()
         hidden[ndimage.binary_dilation(first, iterations=max(2, round(0.02 * max(small.shape[:2]))))] = 128
-        res2 = graph.process(hidden)
+        res2 = _process(graph, hidden)
         if res2.pose_landmarks is not None and res2.segmentation_mask is not None:
             second = (np.asarray(res2.segmentation_mask) >= MASK_THRESHOLD) & ~first
             if second.sum() >= 0.3 * first.sum():
