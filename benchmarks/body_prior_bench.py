@@ -131,7 +131,6 @@ def main() -> None:
     import torch
     import trimesh
 
-    from reconstruct.body import prior
     from reconstruct.body.data import BodyDataset
     from reconstruct.body.evaluate import _pick_views
     from reconstruct.body.infer import depth_hull, reconstruct_views, visual_hull

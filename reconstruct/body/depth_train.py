@@ -143,23 +143,20 @@ def train_depthnet(data: Path, out: Path, cfg: DepthTrainConfig | None = None, *
         net.train()
         return {f"val_{k}": v for k, v in r.items()}
 
-    def checkpoint(summary: dict | None = None):
+    def checkpoint(step: int, elapsed: float, summary: dict | None = None) -> None:
         save_state(out, net, opt, step, elapsed, cfg, rng)
         save_depthnet(net, out / "depthnet.safetensors",
                       {"steps": step, "seconds": round(elapsed, 1), "train_config": asdict(cfg), "data": str(data),
                        "train_views": len(imgs)} | (summary or {}))
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from .._trainloop import TrainLoop
 
-        bar = tqdm(total=cfg.steps, initial=step, desc="train depth", unit="step")
-    log = open(out / "log.jsonl", "a")
+    loop = TrainLoop(out, steps=cfg.steps, step=step, elapsed=elapsed, checkpoint=checkpoint,
+                     ckpt_every=cfg.ckpt_every, desc="train depth", progress=progress)
     net.train()
     ema = None
-    try:
-        while step < cfg.steps:
-            t0 = time.perf_counter()
+    with loop:
+        for step in loop:
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * cosine_lr(step, cfg.steps)
             idx = rng.choice(len(imgs), size=min(cfg.batch, len(imgs)), replace=False)
@@ -178,30 +175,15 @@ def train_depthnet(data: Path, out: Path, cfg: DepthTrainConfig | None = None, *
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            step += 1
-            elapsed += time.perf_counter() - t0
             lv = float(loss.detach())
             ema = lv if ema is None else 0.98 * ema + 0.02 * lv
-            if bar:
-                bar.update(1)
-                bar.set_postfix(l1=f"{ema:.4f}")
-            rec = {"step": step, "l1": lv, "l1_ema": ema, "elapsed_s": round(elapsed, 1)} \
-                if step % cfg.log_every == 0 else None
-            if step % cfg.val_every == 0:
-                rec = (rec or {"step": step}) | validate()
-            if rec:
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-            if step % cfg.ckpt_every == 0:
-                checkpoint()
-        summary = {"steps": step, "seconds": round(elapsed, 1), "load_seconds": round(t_load, 1),
-                   "train_views": len(imgs)} | validate()
-    except BaseException:  # interrupted: keep what was trained, resume later
-        checkpoint()
-        raise
-    finally:
-        log.close()
-        if bar:
-            bar.close()
-    checkpoint(summary)
+            done = step + 1
+            rec = {"l1": lv, "l1_ema": ema} if done % cfg.log_every == 0 else None
+            if done % cfg.val_every == 0:
+                rec = (rec or {}) | validate()
+            loop.end_step({"l1": f"{ema:.4f}"}, rec)
+    step, elapsed = loop.step, loop.elapsed
+    summary = {"steps": step, "seconds": round(elapsed, 1), "load_seconds": round(t_load, 1),
+               "train_views": len(imgs)} | validate()
+    checkpoint(step, elapsed, summary)
     return summary

@@ -17,7 +17,6 @@ Outputs in the run folder:
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -257,23 +256,20 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
         step, elapsed, rng = resumed
     depth_size = size // 4 if mcfg.depth_head else 0  # the feature maps' size
 
-    def checkpoint():
+    def checkpoint(step: int, elapsed: float) -> None:
         save_state(out, model, opt, step, elapsed, cfg, rng)
         save_weights(model, out / "model.safetensors", {"steps": step, "seconds": round(elapsed, 1),
                                                         "train_config": asdict(cfg), "data": str(data),
                                                         "train_subjects": len(ds)})
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from .._trainloop import TrainLoop
 
-        bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step")
-    log = open(out / "log.jsonl", "a")
+    loop = TrainLoop(out, steps=cfg.steps, step=step, elapsed=elapsed, checkpoint=checkpoint,
+                     ckpt_every=cfg.ckpt_every, desc="train", progress=progress)
     model.train()
     ema = None
-    try:
-        while step < cfg.steps:
-            t0 = time.perf_counter()
+    with loop:
+        for step in loop:
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * cosine_lr(step, cfg.steps)
             n_views = min(int(rng.choice(cfg.view_mix)), cfg.max_views, len(ds.subject(ds.ids[0])["meta"]["views"]))
@@ -299,33 +295,20 @@ def train(data: Path, out: Path, cfg: TrainConfig | None = None, *, progress: bo
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            step += 1
-            elapsed += time.perf_counter() - t0
             lv = float(loss_occ.detach()) / len(occ)
             ema = lv if ema is None else 0.98 * ema + 0.02 * lv
-            if bar:
-                bar.update(1)
-                bar.set_postfix(occ_mse=f"{ema:.4f}", col_l1=f"{float(loss_col.detach()):.3f}")
+            done = step + 1
             rec = None
-            if step % cfg.log_every == 0:
-                rec = {"step": step, "occ_mse": lv, "occ_mse_ema": ema, "col_l1": float(loss_col.detach()),
-                       "views": n_views, "elapsed_s": round(elapsed, 1)}
+            if done % cfg.log_every == 0:
+                rec = {"occ_mse": lv, "occ_mse_ema": ema, "col_l1": float(loss_col.detach()), "views": n_views}
                 if loss_ray is not None:
                     rec["ray_loss"] = float(loss_ray.detach()) / len(occ)
                 if loss_depth is not None:
                     rec["depth_l1"] = float(loss_depth.detach()) / len(occ)
-            if step % cfg.val_every == 0 and len(val):
-                rec = (rec or {"step": step}) | evaluate_occupancy(model, val)
-            if rec:
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-            if step % cfg.ckpt_every == 0:
-                checkpoint()
-    finally:
-        checkpoint()
-        log.close()
-        if bar:
-            bar.close()
+            if done % cfg.val_every == 0 and len(val):
+                rec = (rec or {}) | evaluate_occupancy(model, val)
+            loop.end_step({"occ_mse": f"{ema:.4f}", "col_l1": f"{float(loss_col.detach()):.3f}"}, rec)
+    step, elapsed = loop.step, loop.elapsed
     summary = {"steps": step, "seconds": round(elapsed, 1), "train_subjects": len(ds)}
     if len(val):
         summary |= evaluate_occupancy(model, val)

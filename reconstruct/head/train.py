@@ -30,7 +30,6 @@ import dataclasses
 import json
 import math
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -374,11 +373,7 @@ def train_head(capture_dir: Path | str, out_dir: Path | str, cfg: HeadTrainConfi
         cond = {"expression": expr_all[j]} if expr_all.shape[1] else {}
         return model.query_density(x.to(dev), cond)[0]
 
-    def summary_extra():
-        return {"steps": step, "seconds": round(elapsed, 1), "train_config": cfg_d,
-                "capture": str(capture_dir), "train_frames": len(train_idx)}
-
-    def checkpoint():
+    def checkpoint(step: int, elapsed: float) -> None:
         tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         tensors.update(grid.state_tensors())
         pids, opt_step = [], {}
@@ -392,25 +387,25 @@ def train_head(capture_dir: Path | str, out_dir: Path | str, cfg: HeadTrainConfi
             "version": STATE_VERSION, "step": step, "elapsed_s": elapsed, "train_config": cfg_d,
             "rng": rng.bit_generator.state, "torch_rng": gen.get_state().tolist(),
             "occupancy": grid.state_meta(), "opt_params": pids, "opt_step": opt_step}).encode())
-        save_head(model, out / "model.safetensors", grid, summary_extra())
+        save_head(model, out / "model.safetensors", grid,
+                  {"steps": step, "seconds": round(elapsed, 1), "train_config": cfg_d,
+                   "capture": str(capture_dir), "train_frames": len(train_idx)})
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from .._trainloop import TrainLoop
 
-        bar = tqdm(total=cfg.steps, initial=step, desc="head train", unit="step")
-    log = open(out / "log.jsonl", "a")
+    loop = TrainLoop(out, steps=cfg.steps, step=step, elapsed=elapsed, checkpoint=checkpoint,
+                     ckpt_every=cfg.ckpt_every, desc="head train", progress=progress,
+                     max_seconds=cfg.max_seconds)
     model.train()
     psnr_hist: list[float] = []
     n = len(data)
-    try:
-        while step < cfg.steps and not (cfg.max_seconds and elapsed >= cfg.max_seconds):
-            t0 = time.perf_counter()
+    with loop:
+        for step in loop:
             if step % cfg.grid_every == 0:
                 model.eval()
                 grid.update(density_for_grid, step_size, generator=gen)
                 model.train()
-            f = _lr_factor(step, elapsed, cfg)
+            f = _lr_factor(step, loop.elapsed, cfg)
             opt.param_groups[0]["lr"] = cfg.lr * f
             opt.param_groups[1]["lr"] = cfg.lr_mlp * f
             idx = torch.from_numpy(rng.integers(0, n, cfg.batch_rays))
@@ -430,26 +425,15 @@ def train_head(capture_dir: Path | str, out_dir: Path | str, cfg: HeadTrainConfi
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            step += 1
-            elapsed += time.perf_counter() - t0
             psnr = -10.0 * math.log10(max(float(mse.detach()), 1e-10))
             psnr_hist = (psnr_hist + [psnr])[-20:]
-            if bar:
-                bar.update(1)
-                bar.set_postfix(psnr=f"{np.mean(psnr_hist):.2f}", samples=int(outr["n_samples"]),
-                                occ=f"{grid.occupied_fraction:.3f}")
-            if step % cfg.log_every == 0:
-                log.write(json.dumps({"step": step, "loss": float(loss.detach()), "psnr": psnr,
-                                      "samples": int(outr["n_samples"]), "occupied": grid.occupied_fraction,
-                                      "lr_factor": f, "elapsed_s": round(elapsed, 2)}) + "\n")
-                log.flush()
-            if step % cfg.ckpt_every == 0:
-                checkpoint()
-    finally:
-        log.close()
-        if bar:
-            bar.close()
-        checkpoint()
+            rec = None
+            if (step + 1) % cfg.log_every == 0:
+                rec = {"loss": float(loss.detach()), "psnr": psnr, "samples": int(outr["n_samples"]),
+                       "occupied": grid.occupied_fraction, "lr_factor": f}
+            loop.end_step({"psnr": f"{np.mean(psnr_hist):.2f}", "samples": int(outr["n_samples"]),
+                           "occ": f"{grid.occupied_fraction:.3f}"}, rec)
+    step, elapsed = loop.step, loop.elapsed
     return {"steps": step, "seconds": round(elapsed, 2), "steps_per_s": step / elapsed if elapsed else 0.0,
             "threads": threads,
             "train_psnr": float(np.mean(psnr_hist)) if psnr_hist else float("nan"),
