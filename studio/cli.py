@@ -196,6 +196,26 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from provenance.errors import InputError
+
+    try:
+        import uvicorn
+
+        from studio.api.app import create_app
+    except ImportError as e:
+        raise InputError(f"the web service needs the service extra ({e.name} is missing): "
+                         "pip install 'dhstudio[service]' (make install does)") from None
+    if not (1 <= args.workers <= 64) or args.queue < 0 or args.max_upload_mb <= 0:
+        raise InputError("--workers must be 1-64, --queue >= 0, --max-upload-mb > 0")
+    app = create_app(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), workers=args.workers,
+                     queue=args.queue, job_ttl_s=args.job_ttl)
+    print(f"dhstudio verifier on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                limit_concurrency=args.workers + args.queue + 32)
+    return 0
+
+
 def _detect_kind(path: str) -> str:
     """"video" for what the one sniffer calls a video (or an MP4 audio file: its error says there is no
     video stream), else "image" (score_image reports what is wrong with anything else)."""
@@ -638,6 +658,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="content check, video: score at most N frames (default 300; shorter clips: every frame)")
     v.add_argument("--threads", type=int, default=None, help="content check: torch threads")
     v.set_defaults(func=cmd_verify)
+
+    sv = sub.add_parser("serve", help="the verifier as a web service (FastAPI + uvicorn): POST /v1/verify, jobs, "
+                                      "reports, /healthz, /metrics, /docs")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--workers", type=int, default=2, help="video jobs run at once")
+    sv.add_argument("--queue", type=int, default=8, help="video jobs that may wait (more: 503 + Retry-After)")
+    sv.add_argument("--max-upload-mb", type=float, default=200.0, help="upload size cap (413 above it)")
+    sv.add_argument("--job-ttl", type=float, default=3600.0, help="seconds a finished job's report is kept")
+    sv.set_defaults(func=cmd_serve)
 
     b = sub.add_parser("body", help="single-photo body reconstruction (PIFu): dataset, train, eval, reconstruct")
     bsub = b.add_subparsers(dest="body_cmd", required=True)

@@ -1,0 +1,1 @@
+"""The verifier as a web service (issue 17)."""
