@@ -330,7 +330,6 @@ class _Rig:
         pack = mh.load_pack(root)
         v = _shape_cached(params, root)
         skel = mh.build_skeleton(v, pack)
-        self.skel, self.pack = skel, pack
         lmv = _landmark_vertices(params, root)
         need = set()
         for kind, name in LANDMARK_ON_BODY.values():
@@ -351,7 +350,6 @@ class _Rig:
             depth[b] = 0 if p < 0 else depth[p] + 1
         self.bones = sorted(keep, key=lambda b: (depth[b], b))
         loc = {b: i for i, b in enumerate(self.bones)}
-        self.local_index = loc
         self.parent = torch.tensor([loc.get(int(skel.parents[b]), -1) for b in self.bones])
         nlev = max(depth.values()) + 1
         self.level_slices = []
@@ -425,10 +423,6 @@ class _Rig:
 
     def points(self, G, P, bone, rest):
         return (G[bone] @ (rest - self.heads[bone])[..., None])[..., 0] + P[bone]
-
-
-def _hinge_angles_deg(groups_theta: dict) -> dict:
-    return {k: float(v) for k, v in groups_theta.items() if k.startswith(("lowerarm", "lowerleg"))}
 
 
 def fit_body(est: PersonEstimate, params=None, *, iterations: int = 300, root: str | Path | None = None,
@@ -524,11 +518,9 @@ def fit_body(est: PersonEstimate, params=None, *, iterations: int = 300, root: s
 
         stages = [(["root"], iterations // 5, 0.05), (list(theta), iterations - iterations // 5, 0.03)]
         for names, n, lr in stages:
-            params_opt = [theta[g] for g in names] + [log_s, txy]
             opt = torch.optim.Adam([{"params": [theta[g] for g in names if not g.startswith(("lowerarm", "lowerleg"))], "lr": lr},
                                     {"params": [theta[g] for g in names if g.startswith(("lowerarm", "lowerleg"))], "lr": lr * 60},
                                     {"params": [log_s], "lr": lr * 0.2}, {"params": [txy], "lr": lr * 0.02 * person_h}])
-            del params_opt
             for _ in range(max(n, 1)):
                 opt.zero_grad()
                 total, parts, _ = losses()
@@ -604,7 +596,7 @@ def prior_maps_for_photo(fit: FittedBody, frame: tuple[float, float, float], siz
 
 
 def subject_prior(meta: dict, root_mesh_vertices: np.ndarray, rng: np.random.Generator | None, *,
-                  noise_deg: float = 6.0, root: str | Path | None = None, neutral_shape: bool = False):
+                  noise_deg: float = 6.0, root: str | Path | None = None):
     """(vertices, faces) of a dataset subject's unclothed body in its world frame: the true
     sliders and pose (``makehuman.subject_spec(seed)``), each optimised joint group turned by a
     random rotation of ``noise_deg`` (std, degrees; none when ``rng`` is None), placed where the
@@ -616,26 +608,21 @@ def subject_prior(meta: dict, root_mesh_vertices: np.ndarray, rng: np.random.Gen
         raise ValueError(f"subject {meta.get('id')} has no MakeHuman seed: no true pose to build a prior from")
     spec, true_v, faces = _true_subject(int(meta["seed"]), mh.load_pack(root).root)
     shift = (np.asarray(root_mesh_vertices[:mh.N_BODY_VERTS], np.float64) - true_v).mean(0)
-    if rng is None and not neutral_shape:
+    if rng is None:
         return true_v + shift, faces
     pose = spec.pose.copy()
     pack = mh.load_pack(root)
-    if rng is not None:
-        for gname, (bones, kind) in GROUPS.items():
-            aa = rng.normal(0.0, math.radians(noise_deg), 3)
-            if gname == "root":
-                aa *= 0.5
-            R = _rodrigues_np(aa / len(bones))
-            for b in bones:
-                i = pack.bone_index[b]
-                pose[i] = pose[i] @ R
-    params = mh.BodyParams() if neutral_shape else spec.params
-    v, faces = posed_skin(params, pose, root)
-    # keep the root joint where the true one is (noise turns limbs about their joints)
-    skel_t = mh.build_skeleton(_shape_cached(spec.params, pack.root), pack)
-    skel_v = mh.build_skeleton(_shape_cached(params, pack.root), pack)
-    d = (skel_t.heads[0] - skel_v.heads[0]) / 10.0 if neutral_shape else 0.0
-    return v + shift + d, faces
+    for gname, (bones, _) in GROUPS.items():
+        aa = rng.normal(0.0, math.radians(noise_deg), 3)
+        if gname == "root":
+            aa *= 0.5
+        th = float(np.linalg.norm(aa))
+        R = mh._rot(aa, math.degrees(th) / len(bones)) if th > 1e-12 else np.eye(3)
+        for b in bones:
+            i = pack.bone_index[b]
+            pose[i] = pose[i] @ R
+    v, faces = posed_skin(spec.params, pose, root)  # the root joint stays: noise turns limbs about joints
+    return v + shift, faces
 
 
 @functools.lru_cache(maxsize=256)
@@ -645,15 +632,6 @@ def _true_subject(seed: int, root: Path):
     spec = mh.subject_spec(seed, root)
     v, f = posed_skin(spec.params, spec.pose, root)
     return spec, v, f
-
-
-def _rodrigues_np(aa: np.ndarray) -> np.ndarray:
-    th = float(np.linalg.norm(aa))
-    if th < 1e-12:
-        return np.eye(3)
-    k = aa / th
-    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + math.sin(th) * K + (1 - math.cos(th)) * K @ K
 
 
 # -------------------------------------------------------------------------- dataset priors

@@ -167,7 +167,7 @@ def create_app(*, max_upload_bytes: int = MAX_UPLOAD_BYTES, workers: int = 2, qu
                     f.write(chunk)
             if size == 0:
                 raise HTTPException(400, "empty upload")
-            mtype = sniff_bytes(head, name=upload.filename if (upload.filename or "").lower().endswith(".obj") else None)
+            mtype = sniff_bytes(head, name=upload.filename or None)  # the name only tells OBJ text apart
             if mtype is None:
                 raise HTTPException(415, "not a supported image, video, audio or mesh file (type sniffed from its bytes)")
             if mtype == "model/obj":  # the verifier's sniffer reads OBJ by its extension

@@ -190,25 +190,22 @@ def reconstruct_body(photo: Path, out: Path, *, mask: Path | None = None, checkp
         times["load_model"] = round(time.perf_counter() - t0, 2)
         fit = None
         if pose_ok and (m is None or model.cfg.prior_size):
-            t0 = time.perf_counter()
             try:
+                t0 = time.perf_counter()
                 est = body_prior.estimate_person(rgb)
+                times["segment_pose"] = round(time.perf_counter() - t0, 2)
+                notes.extend(est.notes)
+                if m is None:
+                    m, how = est.mask, "segmentation (MediaPipe pose)"
+                    if m.sum() < 100:
+                        raise InputError(f"{photo}: the person is too small to reconstruct (under 100 pixels)")
+                if model.cfg.prior_size:
+                    t0 = time.perf_counter()
+                    fit = body_prior.fit_body(est)
+                    times["fit_prior"] = round(time.perf_counter() - t0, 2)
+                    prior_info = {"landmark_error_px": round(fit.landmark_error_px, 1), "seconds": fit.seconds}
             except body_prior.NoPerson as e:
                 raise InputError(f"{photo}: {e}") from None
-            times["segment_pose"] = round(time.perf_counter() - t0, 2)
-            notes.extend(est.notes)
-            if m is None:
-                m, how = est.mask, "segmentation (MediaPipe pose)"
-                if m.sum() < 100:
-                    raise InputError(f"{photo}: the person is too small to reconstruct (under 100 pixels)")
-            if model.cfg.prior_size:
-                t0 = time.perf_counter()
-                try:
-                    fit = body_prior.fit_body(est)
-                except body_prior.NoPerson as e:
-                    raise InputError(f"{photo}: {e}") from None
-                times["fit_prior"] = round(time.perf_counter() - t0, 2)
-                prior_info = {"landmark_error_px": round(fit.landmark_error_px, 1), "seconds": fit.seconds}
         elif model.cfg.prior_size:
             raise InputError(f"{checkpoint} needs the body prior, which needs the pose model: install the faces "
                              "extra (make install)")
