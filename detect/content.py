@@ -257,7 +257,7 @@ def check_content(snap, options) -> ContentSection:
         max_faces = MAX_FACES_CAP
     label = str(snap.path)
     if mt in media.IMAGE_TYPES:
-        _check_image(snap, det, sec, max_faces, label, options.content_visuals)
+        _check_image(snap, det, sec, max_faces, label, options.content_visuals, options.annotate)
     else:
         _check_video(snap, det, sec, max_faces, label, options)
     if sec.error and sec.error.get("code") == "detect.missing_extra":
@@ -267,7 +267,8 @@ def check_content(snap, options) -> ContentSection:
     return sec
 
 
-def _check_image(snap, det: LoadedDetector, sec: ContentSection, max_faces: int, label: str, visuals: bool) -> None:
+def _check_image(snap, det: LoadedDetector, sec: ContentSection, max_faces: int, label: str, visuals: bool,
+                 annotate=None) -> None:
     from .score import score_image
 
     r = score_image(snap.data, det.model, det.info, path_label=label, max_faces=max_faces,
@@ -281,6 +282,13 @@ def _check_image(snap, det: LoadedDetector, sec: ContentSection, max_faces: int,
     if len(r.faces) >= max_faces:
         sec.notes.append(_limits.note("limit.max_faces", f"{label}: scored the {max_faces} faces with the highest "
                                       f"detection scores (at most {max_faces} per image); it may hold more"))
+    if annotate is not None:
+        from .report import annotated_image
+
+        try:
+            media.write_atomic(Path(annotate), annotated_image(snap.data, sec.faces, sec.threshold))
+        except (DhsError, OSError, ValueError) as e:  # the annotated copy never costs the verdict
+            sec.notes.append(_limits.note("content.annotate_failed", f"annotated image not written: {_first_line(e)}"))
     if visuals:
         try:
             sec.key_frames = [_image_key_frame(snap.data, sec.faces)]
@@ -292,7 +300,7 @@ def _check_video(snap, det: LoadedDetector, sec: ContentSection, max_faces: int,
     from .video import score_video
 
     r = score_video(snap.data, det.model, det.info, max_frames=options.max_frames, max_faces=max_faces,
-                    path_label=label)
+                    path_label=label, progress=options.progress or False)
     sec.tracks = [_track_dict(t) for t in r.tracks]
     if r.frames_decoded or r.width:
         sec.video = {"width": r.width, "height": r.height, "fps": r.fps, "duration": r.duration,
@@ -307,6 +315,13 @@ def _check_video(snap, det: LoadedDetector, sec: ContentSection, max_faces: int,
         sec.error = err
         return
     sec.status, sec.score = "ok", float(r.score)
+    if options.annotate is not None:
+        from .video import write_annotated
+
+        try:
+            write_annotated(snap.path, r, options.annotate, progress=options.progress or False)
+        except DhsError as e:  # the annotated copy never costs the verdict
+            sec.notes.append(_limits.note("content.annotate_failed", f"annotated video not written: {e}"))
     if options.content_visuals:
         try:
             frames, notes = _video_key_frames(snap.data, r, det, max_faces, label)

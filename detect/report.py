@@ -289,3 +289,43 @@ def _map_cells(m, scale: float) -> str:
                            f"fill='#ff1744' fill-opacity='{min(a, 1.0) * 0.6:.2f}'/>")
     out.append("</g>")
     return "".join(out)
+
+
+ANNOTATED_EDGE = 1600
+"""Longest edge of an annotated image (larger photos are scaled down first)."""
+
+
+def annotated_image(data: bytes, faces: list, threshold: float | None = None) -> bytes:
+    """The image in ``data`` as a JPEG with each scored face's box coloured by its score (green ->
+    red, as the annotated video draws them) and its P(fake) written above it; a face at or over
+    ``threshold`` gets a thicker box. ``faces`` are the content section's ``{box, score}`` in the
+    image's pixels. At most ANNOTATED_EDGE px on the longest edge."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from .score import load_rgb_scaled
+    from .video import _font, score_color
+
+    rgb, to_original = load_rgb_scaled(data, max_edge=ANNOTATED_EDGE)
+    im = Image.fromarray(rgb)
+    d = ImageDraw.Draw(im)
+    s = 1.0 / float(to_original)
+    lw = max(2, round(max(im.size) / 300))
+    font = _font(max(12, round(max(im.size) / 40)))
+    for f in faces:
+        box, score = f.get("box"), f.get("score")
+        if box is None or score is None or not all(math.isfinite(float(v)) for v in [*box, score]):
+            continue
+        x0, y0, x1, y1 = (float(v) * s for v in box)
+        col = score_color(float(score))
+        hot = threshold is not None and float(score) >= float(threshold)
+        d.rectangle([x0, y0, x1, y1], outline=col, width=lw * (2 if hot else 1))
+        text = f"P(fake) {float(score):.2f}"
+        tb = d.textbbox((0, 0), text, font=font)
+        ty = max(0.0, y0 - (tb[3] - tb[1]) - 2 * lw)
+        d.rectangle([x0, ty, x0 + (tb[2] - tb[0]) + 2 * lw, ty + (tb[3] - tb[1]) + 2 * lw], fill=col)
+        d.text((x0 + lw - tb[0], ty + lw - tb[1]), text, fill=(0, 0, 0), font=font)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=88)
+    return buf.getvalue()

@@ -75,6 +75,13 @@ class VerifyOptions:
     content_visuals: bool = False
     """Also keep what the HTML report draws: up to 4 key frames as small JPEG data URIs with their
     faces' boxes, and each face's localisation map at 16 x 16 (off by default: the JSON stays small)."""
+    annotate: str | os.PathLike | None = None
+    """Also write the annotated file here (atomically): for a video the MP4 with each face's box
+    and score and the score strip (``detect.video.write_annotated``), for an image a JPEG with the
+    faces' boxes and scores (``detect.report.annotated_image``). Only when faces were scored; a
+    failure to write it is a note in the content section, never the verdict's."""
+    progress: object = None
+    """Videos: a callable ``progress(done, total)`` called as frames are scored (then annotated)."""
 
 
 @dataclass

@@ -434,7 +434,7 @@ def _video_error(code: str, message: str) -> dict:
 
 
 def score_video(path, detector, info: dict, *, max_frames: int | None = None, sample_fps: float | None = None,
-                annotate=None, max_faces: int = 8, progress: bool = False, limits: Limits | None = None,
+                annotate=None, max_faces: int = 8, progress=False, limits: Limits | None = None,
                 path_label: str | None = None) -> VideoScore:
     """Score the faces of a video file (see the module docstring for the sampling and the rule).
 
@@ -448,7 +448,7 @@ def score_video(path, detector, info: dict, *, max_frames: int | None = None, sa
         sample_fps: sample at this rate instead (lowered when it would exceed ``max_frames``).
         annotate: write the annotated MP4 here as well (:func:`write_annotated`; atomic).
         max_faces: faces per frame at most.
-        progress: a progress bar on stderr.
+        progress: True for a progress bar on stderr, or a callable ``progress(done, total)``.
         limits: ``provenance.limits.Limits`` (default: ``current_limits()``).
 
     Never raises for bad input: problems land in ``error`` (``input.*``, ``limit.*``,
@@ -496,7 +496,7 @@ def score_video(path, detector, info: dict, *, max_frames: int | None = None, sa
     return res
 
 
-def _score(path, detector, res: VideoScore, max_frames: int, sample_fps, max_faces: int, progress: bool,
+def _score(path, detector, res: VideoScore, max_frames: int, sample_fps, max_faces: int, progress,
            lim: Limits, label: str) -> None:
     import av
 
@@ -537,12 +537,7 @@ def _score(path, detector, res: VideoScore, max_frames: int, sample_fps, max_fac
             pending.clear()
             crops.clear()
 
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            total = count if plan["rule"] == "every frame" else plan["n"]
-            bar = tqdm(total=total, desc="detect video", unit="frame")
+        bar = _progress_bar(progress, count if plan["rule"] == "every frame" else plan["n"], "detect video")
         try:
             for frame, t in _sampled(reader, plan, start, keyframes, counts):
                 rgb, rot = upright_rgb(frame)
@@ -605,6 +600,31 @@ def _score(path, detector, res: VideoScore, max_frames: int, sample_fps, max_fac
         res.score = max(tr.score for tr in long_enough)
     elif res.error is None:
         res.error = _video_error("detect.no_face", f"no face found in {res.frames_sampled} sampled frames")
+
+
+class _CallbackBar:
+    """``progress(done, total)`` called as frames go by (the web service's job progress)."""
+
+    def __init__(self, fn, total):
+        self.fn, self.total, self.done = fn, int(total or 0), 0
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        self.fn(self.done, self.total)
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(progress, total, desc: str):
+    """None, a tqdm bar on stderr (``progress=True``) or a callback adapter (``progress`` callable)."""
+    if callable(progress):
+        return _CallbackBar(progress, total)
+    if progress:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="frame")
+    return None
 
 
 # ----------------------------------------------------------------------------- annotation
@@ -752,7 +772,7 @@ def _check_annotatable(inp, vin, lim: Limits, label: str) -> int | None:
     return count
 
 
-def write_annotated(path, result: VideoScore, out, *, limits: Limits | None = None, progress: bool = False) -> dict:
+def write_annotated(path, result: VideoScore, out, *, limits: Limits | None = None, progress=False) -> dict:
     """Write ``path`` with ``result`` drawn on it to the MP4 ``out``, atomically: every decoded
     frame turned upright, each face's box coloured by its score (green -> red) with its track id,
     a strip below with every track's score so far; H.264 yuv420p at the input's timestamps (a
@@ -783,11 +803,7 @@ def write_annotated(path, result: VideoScore, out, *, limits: Limits | None = No
         ann = _Annotator(result, w - w % 2, h - h % 2)
         t0 = result.start_time
         rate = vin.average_rate or vin.guessed_rate or 25
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=count, desc="annotate", unit="frame")
+        bar = _progress_bar(progress, count, "annotate")
         with media.atomic_target(out) as tmp:
             o = av.open(str(tmp), "w", format="mp4")
             try:

@@ -206,13 +206,49 @@ def cmd_serve(args) -> int:
     except ImportError as e:
         raise InputError(f"the web service needs the service extra ({e.name} is missing): "
                          "pip install 'dhstudio[service]' (make install does)") from None
-    if not (1 <= args.workers <= 64) or args.queue < 0 or args.max_upload_mb <= 0:
-        raise InputError("--workers must be 1-64, --queue >= 0, --max-upload-mb > 0")
+    if not (1 <= args.workers <= 64) or args.queue < 0 or args.max_upload_mb <= 0 or args.rate_limit < 0:
+        raise InputError("--workers must be 1-64, --queue >= 0, --max-upload-mb > 0, --rate-limit >= 0")
+    if args.job_ttl <= 0:
+        raise InputError("--job-ttl must be > 0 seconds")
     app = create_app(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), workers=args.workers,
-                     queue=args.queue, job_ttl_s=args.job_ttl)
-    print(f"dhstudio verifier on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
+                     queue=args.queue, job_ttl_s=args.job_ttl, db=args.db, rate_limit_per_minute=args.rate_limit,
+                     passphrase=_read_passphrase(args))
+    print(f"dhstudio verifier on http://{args.host}:{args.port} (web page at /, docs at /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
                 limit_concurrency=args.workers + args.queue + 32)
+    return 0
+
+
+def cmd_tokens(args) -> int:
+    """``dhstudio tokens create NAME | list | revoke ID-OR-NAME``: the bearer tokens of POST /v1/sign."""
+    from provenance.errors import InputError, printable
+    from studio.api.store import open_store
+
+    store = open_store(args.db)
+    if args.tokens_cmd == "create":
+        try:
+            token, row = store.create_token(args.name, tuple(args.scope or ["sign"]))
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        if args.json:
+            print(json.dumps({"token": token, **row}))
+        else:
+            print(token)
+            print(f"dhstudio: token {row['id']} ({printable(row['name'])}, scopes {','.join(row['scopes'])}) created; "
+                  "it is shown only now: keep it secret", file=sys.stderr)
+    elif args.tokens_cmd == "list":
+        rows = store.list_tokens()
+        if args.json:
+            print(json.dumps(rows))
+        for r in rows if not args.json else []:
+            state = f"revoked {r['revoked']}" if r["revoked"] else "active"
+            print(f"{r['id']}  {printable(r['name'])}  scopes={','.join(r['scopes'])}  created {r['created']}  "
+                  f"last used {r['last_used'] or 'never'}  {state}")
+    else:
+        n = store.revoke_token(args.id_or_name)
+        if n == 0:
+            raise InputError(f"no active token with id or name {printable(args.id_or_name)}")
+        print(f"revoked {n} token{'s' if n > 1 else ''}")
     return 0
 
 
@@ -659,14 +695,33 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--threads", type=int, default=None, help="content check: torch threads")
     v.set_defaults(func=cmd_verify)
 
-    sv = sub.add_parser("serve", help="the verifier as a web service (FastAPI + uvicorn): POST /v1/verify, jobs, "
-                                      "reports, /healthz, /metrics, /docs")
+    tk = sub.add_parser("tokens", help="bearer tokens for the web service's POST /v1/sign (stored hashed)")
+    tk.add_argument("--db", default=None, help="the service database: a SQLite file or postgresql:// URL "
+                                               "(default: service.sqlite3 in DHSTUDIO_HOME; as dhstudio serve --db)")
+    tk.add_argument("--json", action="store_true")
+    tsub = tk.add_subparsers(dest="tokens_cmd", required=True)
+    tc = tsub.add_parser("create", help="make a token (printed once)")
+    tc.add_argument("name", help="who or what uses it, e.g. the pipeline's name")
+    tc.add_argument("--scope", action="append", choices=["sign"], help="what it may do (default: sign)")
+    tsub.add_parser("list", help="every token (ids, names, scopes, last use; never the secret)")
+    tr = tsub.add_parser("revoke", help="revoke a token by its id, or every token of a name")
+    tr.add_argument("id_or_name")
+    for t in (tk, tc, tr):
+        t.set_defaults(func=cmd_tokens)
+
+    sv = sub.add_parser("serve", help="the verifier as a web service (FastAPI + uvicorn): the web page at /, "
+                                      "POST /v1/verify, jobs, reports, POST /v1/sign, C2PA soft-binding "
+                                      "resolution, /healthz, /metrics, /docs")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--workers", type=int, default=2, help="video jobs run at once")
     sv.add_argument("--queue", type=int, default=8, help="video jobs that may wait (more: 503 + Retry-After)")
     sv.add_argument("--max-upload-mb", type=float, default=200.0, help="upload size cap (413 above it)")
     sv.add_argument("--job-ttl", type=float, default=3600.0, help="seconds a finished job's report is kept")
+    sv.add_argument("--db", default=None, help="jobs, tokens and the registry in this SQLite file or postgresql:// "
+                                               "URL (default: service.sqlite3 and registry.sqlite3 in DHSTUDIO_HOME)")
+    sv.add_argument("--rate-limit", type=int, default=600, help="requests per minute per client (0: no limit)")
+    sv.add_argument("--passphrase-file", help="the signing key's passphrase (default: $DHSTUDIO_KEY_PASSPHRASE)")
     sv.set_defaults(func=cmd_serve)
 
     b = sub.add_parser("body", help="single-photo body reconstruction (PIFu): dataset, train, eval, reconstruct")

@@ -16,7 +16,7 @@ pytest.importorskip("fastapi", reason="the service extra (fastapi) is not instal
 uvicorn = pytest.importorskip("uvicorn", reason="the service extra (uvicorn) is not installed")
 httpx = pytest.importorskip("httpx", reason="the service extra (httpx) is not installed")
 
-from studio.api.app import Job, _Jobs, create_app  # noqa: E402
+from studio.api.app import create_app  # noqa: E402
 
 
 def _free_port() -> int:
@@ -125,34 +125,6 @@ def test_a_video_becomes_a_job_with_a_report(server):
     rep = httpx.get(f"{base}/v1/reports/{job}").json()
     assert rep["media_type"] == "video/mp4" and rep["verdict"]["label"] == "unsigned-unmarked"
     assert list(uploads.iterdir()) == []
-
-
-def test_the_queue_is_bounded_and_jobs_end_finished_or_failed(tmp_path):
-    gate = threading.Event()
-
-    def run(path):
-        gate.wait(10)
-        if path.name == "bad":
-            raise ValueError("cannot decode\nmore")
-        return {"label": "ok"}
-
-    jobs = _Jobs(workers=1, queue=1, ttl_s=0.2, run=run)
-    dirs = []
-    for i in range(3):
-        d = tmp_path / f"w{i}"
-        d.mkdir()
-        dirs.append(d)
-    a, b, c = Job("a", "video/mp4", 1), Job("b", "video/mp4", 1), Job("c", "video/mp4", 1)
-    assert jobs.submit(a, dirs[0] / "good", dirs[0])
-    assert jobs.submit(b, dirs[1] / "bad", dirs[1])
-    assert not jobs.submit(c, dirs[2] / "good", dirs[2])  # 1 running + 1 waiting: full
-    gate.set()
-    jobs.pool.shutdown(wait=True)
-    assert (a.state, b.state) == ("finished", "failed")
-    assert b.error == "ValueError: cannot decode"
-    assert not dirs[0].exists() and not dirs[1].exists()  # temporary folders removed either way
-    time.sleep(0.3)
-    assert jobs.get("a") is None  # expired
 
 
 def test_a_signed_image_and_its_tampered_copy(server, tmp_path):
