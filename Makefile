@@ -1,6 +1,7 @@
 # dhstudio: two commands do all set-up from nothing.
 #   make demo   create .venv, install, run the main job on built-in inputs
 #   make test   create .venv if needed, install, run the test suite
+#               (first `make sysdeps`: the Debian packages the tests need, when missing)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -11,7 +12,24 @@ NS_VENV  := .venv-ns
 NS_STAMP := $(NS_VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install ns-env demo test test-all bench-watermark clean
+# Debian packages the tests use, installed only when missing: PostgreSQL (the registry and the job
+# store on a throwaway server, tests/pgserver.py) and Chromium (the web page test). Without root or
+# sudo it says so in one line and goes on; those tests then skip with their reason.
+SYSDEPS := $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) $(if $(wildcard /usr/bin/chromium),,chromium)
+SYSDEPS := $(strip $(SYSDEPS))
+
+.PHONY: install sysdeps ns-env demo test test-all bench-watermark clean
+
+sysdeps:
+ifneq ($(SYSDEPS),)
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
+	else echo "sysdeps: not root and no sudo: not installing $(SYSDEPS) (the tests that need it skip)"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then echo "sysdeps: no apt-get: install $(SYSDEPS) by hand (the tests that need it skip)"; exit 0; fi; \
+	echo "sysdeps: installing $(SYSDEPS)"; \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSDEPS) >/dev/null \
+	|| echo "sysdeps: could not install $(SYSDEPS) (the tests that need it skip)"
+endif
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "dhstudio needs Python 3.11 (set PYTHON=python3.11)")'
@@ -28,17 +46,17 @@ $(NS_STAMP): pyproject.toml
 	$(NS_VENV)/bin/python -m pip install --quiet -e ".[nerfstudio]"
 	touch $(NS_STAMP)
 
-install: $(STAMP)
+install: sysdeps $(STAMP)
 
 ns-env: $(NS_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/dhstudio demo --out demo_out
 
-test: $(STAMP) $(NS_STAMP)
+test: sysdeps $(STAMP) $(NS_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-all: $(STAMP) $(NS_STAMP)
+test-all: sysdeps $(STAMP) $(NS_STAMP)
 	$(BIN)/python -m pytest --runslow $(PYTEST_ARGS)
 
 clean:

@@ -575,6 +575,22 @@ def read_manifest_store(manifest_bytes: bytes, *, trust_anchors: bytes | None = 
                       standalone=True)
 
 
+def active_manifest_label(store: bytes) -> str | None:
+    """The active manifest's label (``urn:c2pa:...``) of a manifest store's bytes, or None when
+    the bytes are empty or not a store c2pa-rs can parse. Parses only: nothing is validated."""
+    if not store:
+        return None
+    settings = c2pa_settings(None)
+    settings["verify"].update(verify_after_reading=False, verify_trust=False, verify_timestamp_trust=False)
+    try:
+        ctx = c2pa.Context.from_dict(settings)
+        with c2pa.Reader("application/c2pa", io.BytesIO(bytes(store)), context=ctx) as r:
+            label = json.loads(r.json()).get("active_manifest")
+    except (c2pa.C2paError, OSError, ValueError, TypeError):
+        return None
+    return label if isinstance(label, str) and label else None
+
+
 # --------------------------------------------------------------------------- signing
 
 

@@ -107,7 +107,8 @@ def default_trust_anchors() -> bytes | None:
 
 
 def open_registry(registry):
-    """``"default"`` -> the SQLite registry in DHSTUDIO_HOME when it exists; a path -> that file;
+    """``"default"`` -> the SQLite registry in DHSTUDIO_HOME when it exists; a path -> that file
+    (a ``postgresql://`` URL -> that database);
     a Registry -> itself; None -> no lookup. Returns ``(registry or None, error dict or None)``."""
     if registry is None:
         return None, _err("registry.disabled", "no registry configured for this verification")
@@ -119,8 +120,8 @@ def open_registry(registry):
             if not p.exists():
                 return None, _err("registry.absent", f"no registry at {p}")
             return Registry(p), None
-        if isinstance(registry, (str, os.PathLike)):
-            return Registry(Path(registry)), None
+        if isinstance(registry, (str, os.PathLike)):  # a path, or a postgresql:// URL kept as it is
+            return Registry(registry), None
         return registry, None
     except DhsError as e:
         return None, e.to_dict()

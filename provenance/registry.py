@@ -4,10 +4,14 @@ When a platform strips the C2PA manifest (re-encode, resize), the invisible
 watermark still carries a 48-bit id. The registry maps that id back to the
 manifest store we signed, which is what C2PA calls soft-binding resolution.
 
-Storage is SQLite (one file in ``DHSTUDIO_HOME``) in WAL mode with a busy
-timeout, so several signing processes can write at once. Ids are drawn at
-random from the 48-bit space and inserted with a uniqueness constraint, so two
-writers can never hand out the same id.
+Storage goes through :mod:`provenance.db`: a SQLite file (the default, one file
+in ``DHSTUDIO_HOME``, WAL mode with a busy timeout, so several signing processes
+can write at once) or a PostgreSQL server (``Registry("postgresql://...")``).
+Ids are drawn at random from the 48-bit space and inserted with a uniqueness
+constraint, so two writers can never hand out the same id.
+
+Schema 2 added ``manifest_id`` (the active C2PA manifest label); a schema-1
+SQLite file is migrated in place the first time it is opened.
 """
 
 from __future__ import annotations
@@ -15,17 +19,18 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import secrets
-import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from provenance import db
 from provenance.errors import RegistryError
 from provenance.media import wm_id_hex
 
 ID_BITS = 48
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
+# SQLite-style SQL; provenance.db turns INTEGER into BIGINT and BLOB into BYTEA on PostgreSQL
+_TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
     wm_id INTEGER PRIMARY KEY,
@@ -35,10 +40,15 @@ CREATE TABLE IF NOT EXISTS records (
     asset_sha256 TEXT,
     media_type TEXT,
     signer TEXT,
-    label TEXT
+    label TEXT,
+    manifest_id TEXT
 );
-CREATE INDEX IF NOT EXISTS records_sha ON records(asset_sha256);
 """
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS records_sha ON records(asset_sha256);
+CREATE INDEX IF NOT EXISTS records_manifest_id ON records(manifest_id);
+"""
+_COLUMNS = "wm_id, manifest, asset_sha256, media_type, signer, registered_at, label, manifest_id"
 
 
 @dataclass
@@ -52,6 +62,7 @@ class Record:
     signer: str | None
     registered_at: str | None
     label: str | None = None
+    manifest_id: str | None = None
 
     def summary(self) -> dict:
         d = asdict(self)
@@ -72,66 +83,57 @@ def _now() -> str:
 
 
 class Registry:
-    """SQLite-backed registry. ``Registry()`` opens the default one in DHSTUDIO_HOME."""
+    """The registry. ``Registry()`` opens the default SQLite file in DHSTUDIO_HOME,
+    ``Registry(path)`` another file, ``Registry("postgresql://user@host/db")`` a PostgreSQL one."""
 
-    def __init__(self, path: str | os.PathLike | None = None, *, timeout_s: float = 30.0):
-        self.path = Path(path) if path is not None else default_path()
+    def __init__(self, target: str | os.PathLike | None = None, *, timeout_s: float = 30.0):
+        self.db = db.Database(target if target is not None else default_path(), what="registry",
+                              timeout_s=timeout_s)
+        self.path = self.db.path  # None on PostgreSQL
         self.timeout_s = timeout_s
-        if self.path.is_dir():
-            raise RegistryError(f"registry path {self.path} is a directory")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._init_schema()
 
-    # -- connection -------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            con = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
-            con.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
-            return con
-        except sqlite3.Error as e:  # pragma: no cover - depends on OS errors
-            raise RegistryError(f"cannot open registry {self.path}: {e}") from None
+    def __repr__(self) -> str:
+        return f"Registry({self.db.name!r})"
 
     def _init_schema(self) -> None:
         try:
-            con = self._connect()
-            try:
-                con.execute("PRAGMA journal_mode=WAL")
-                con.executescript(_SCHEMA)
-                con.execute(
-                    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-                row = con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                if row is None or int(row[0]) > SCHEMA_VERSION:
-                    raise RegistryError(
-                        f"registry {self.path} has schema {row and row[0]}, newer than this dhstudio ({SCHEMA_VERSION})"
-                    )
-            finally:
-                con.close()
-        except sqlite3.DatabaseError as e:
+            with self.db.connect() as con:
+                self.db.set_wal(con)
+                with con.transaction(lock="dhstudio.registry.schema"):
+                    con.executescript(_TABLES)
+                    con.execute("INSERT INTO meta(key, value) VALUES('schema', ?) ON CONFLICT(key) DO NOTHING",
+                                (str(SCHEMA_VERSION),))
+                    row = con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                    version = int(row[0]) if row and str(row[0]).isdigit() else None
+                    if version is None or version > SCHEMA_VERSION:
+                        raise RegistryError(
+                            f"registry {self.db.name} has schema {row and row[0]}, "
+                            f"newer than this dhstudio ({SCHEMA_VERSION})")
+                    if version < 2 and "manifest_id" not in con.columns("records"):
+                        con.execute("ALTER TABLE records ADD COLUMN manifest_id TEXT")
+                    con.executescript(_INDEXES)
+                    if version < SCHEMA_VERSION:
+                        con.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
+        except db.DatabaseError as e:
+            if self.db.postgres or e.code == "db.unreachable":
+                raise
             raise RegistryError(
-                f"registry {self.path} is corrupt or not a dhstudio registry ({e}); move it aside to start a new one"
-            ) from None
+                f"registry {self.db.name} is corrupt or not a dhstudio registry ({e.reason}); "
+                "move it aside to start a new one") from None
 
     # -- API --------------------------------------------------------------
     def new_id(self) -> int:
         """Reserve a fresh random 48-bit id (unique across concurrent writers)."""
-        con = self._connect()
-        try:
+        with self.db.connect() as con:
             for _ in range(64):
                 wm_id = secrets.randbits(ID_BITS)
                 try:
-                    con.execute(
-                        "INSERT INTO records(wm_id, reserved_at) VALUES(?, ?)", (wm_id, _now())
-                    )
+                    con.execute("INSERT INTO records(wm_id, reserved_at) VALUES(?, ?)", (wm_id, _now()))
                     return wm_id
-                except sqlite3.IntegrityError:
+                except db.UniqueViolation:
                     continue
-            raise RegistryError("could not reserve a unique watermark id")  # pragma: no cover
-        except sqlite3.DatabaseError as e:
-            raise RegistryError(f"registry {self.path}: {e}") from None
-        finally:
-            con.close()
+        raise RegistryError("could not reserve a unique watermark id")  # pragma: no cover
 
     def put(
         self,
@@ -142,59 +144,50 @@ class Registry:
         media_type: str,
         signer: str | None,
         label: str | None = None,
+        manifest_id: str | None = None,
     ) -> None:
-        """Store (or replace) the record of ``wm_id``."""
+        """Store (or replace) the record of ``wm_id``; ``manifest_id`` is the store's active
+        manifest label (``urn:c2pa:...``), found again with :meth:`get_by_manifest_id`."""
         if not 0 <= int(wm_id) < 2**ID_BITS:
             raise ValueError(f"watermark id {wm_id} is outside the {ID_BITS}-bit range")
-        con = self._connect()
-        try:
+        now = _now()
+        with self.db.connect() as con:
             con.execute(
-                """INSERT INTO records(wm_id, reserved_at, registered_at, manifest, asset_sha256, media_type, signer, label)
-                   VALUES(?, ?, ?, ?, ?, ?, ?, ?)
+                """INSERT INTO records(wm_id, reserved_at, registered_at, manifest, asset_sha256, media_type,
+                                       signer, label, manifest_id)
+                   VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT(wm_id) DO UPDATE SET registered_at=excluded.registered_at,
                      manifest=excluded.manifest, asset_sha256=excluded.asset_sha256,
-                     media_type=excluded.media_type, signer=excluded.signer, label=excluded.label""",
-                (int(wm_id), _now(), _now(), manifest, asset_sha256, media_type, signer, label),
+                     media_type=excluded.media_type, signer=excluded.signer, label=excluded.label,
+                     manifest_id=excluded.manifest_id""",
+                (int(wm_id), now, now, manifest, asset_sha256, media_type, signer, label, manifest_id),
             )
-        except sqlite3.DatabaseError as e:
-            raise RegistryError(f"registry {self.path}: {e}") from None
-        finally:
-            con.close()
+
+    def _one(self, where: str, value) -> Record | None:
+        with self.db.connect() as con:
+            row = con.execute(
+                f"SELECT {_COLUMNS} FROM records WHERE {where}=? AND registered_at IS NOT NULL "
+                "ORDER BY registered_at DESC LIMIT 1", (value,)).fetchone()
+        if not row:
+            return None
+        rec = Record(*row)
+        if rec.manifest is not None:
+            rec.manifest = bytes(rec.manifest)
+        return rec
 
     def get(self, wm_id: int) -> Record | None:
         """The registered record for ``wm_id``, or None (reserved-only ids count as absent)."""
-        con = self._connect()
-        try:
-            row = con.execute(
-                "SELECT wm_id, manifest, asset_sha256, media_type, signer, registered_at, label "
-                "FROM records WHERE wm_id=? AND registered_at IS NOT NULL",
-                (int(wm_id),),
-            ).fetchone()
-        except sqlite3.DatabaseError as e:
-            raise RegistryError(f"registry {self.path}: {e}") from None
-        finally:
-            con.close()
-        return Record(*row) if row else None
+        return self._one("wm_id", int(wm_id))
 
     def find_by_sha256(self, sha256: str) -> Record | None:
-        con = self._connect()
-        try:
-            row = con.execute(
-                "SELECT wm_id, manifest, asset_sha256, media_type, signer, registered_at, label "
-                "FROM records WHERE asset_sha256=? AND registered_at IS NOT NULL",
-                (sha256,),
-            ).fetchone()
-        except sqlite3.DatabaseError as e:
-            raise RegistryError(f"registry {self.path}: {e}") from None
-        finally:
-            con.close()
-        return Record(*row) if row else None
+        """The latest record of the asset whose SHA-256 (hex) is ``sha256``, or None."""
+        return self._one("asset_sha256", sha256)
+
+    def get_by_manifest_id(self, manifest_id: str) -> Record | None:
+        """The record whose active C2PA manifest is ``manifest_id`` (``urn:c2pa:...``), or None."""
+        return self._one("manifest_id", manifest_id)
 
     def count(self) -> int:
-        con = self._connect()
-        try:
-            return con.execute("SELECT COUNT(*) FROM records WHERE registered_at IS NOT NULL").fetchone()[0]
-        except sqlite3.DatabaseError as e:
-            raise RegistryError(f"registry {self.path}: {e}") from None
-        finally:
-            con.close()
+        """How many assets are registered (reserved-only ids are not counted)."""
+        with self.db.connect() as con:
+            return int(con.execute("SELECT COUNT(*) FROM records WHERE registered_at IS NOT NULL").fetchone()[0])

@@ -4,6 +4,10 @@
 - ``shared_data``: ``../shared/data`` next to the repository, or a skip with the reason.
 - ``signing_identity``: a session-wide local CA + signer (keys made once), as
   ``(home, SigningIdentity, trust_anchor_pem)``.
+- ``pg_server``: one throwaway PostgreSQL server for the session (tests/pgserver.py), or a skip
+  with the reason; ``postgres_url``: a fresh empty database on it for each test.
+- ``registry_target``: parametrized over both storage backends, a SQLite path and a
+  ``postgresql://`` URL (what ``Registry()`` and ``open_store()`` accept).
 """
 
 from __future__ import annotations
@@ -40,3 +44,36 @@ def signing_identity(tmp_path_factory):
     keys.init_keys(home, passphrase=None)
     ident = keys.load_identity(home, passphrase=None)
     return home, ident, keys.trust_anchor_pem(home)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    from tests.pgserver import PgServer, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb); "
+                    "`make sysdeps` installs Debian's postgresql package")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install -e '.[service]')")
+    server = PgServer(bin_dir).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(pg_server) -> str:
+    """A new empty database on the session's PostgreSQL server, so tests never see each other's rows."""
+    return pg_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry_target(request, tmp_path) -> str | Path:
+    """A storage target for each backend: a SQLite file path, then a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return tmp_path / "store.sqlite3"
+    return request.getfixturevalue("postgres_url")

@@ -13,7 +13,6 @@ the secret's SHA-256 only (the secret is 256 random bits, so a plain hash is as 
 one and costs nothing per request); the comparison is constant-time. Scopes name what a token may
 do (``sign``); a revoked token stays listed, refused.
 
-READY-FOR-PG
 """
 
 from __future__ import annotations

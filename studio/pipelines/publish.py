@@ -162,7 +162,8 @@ def publish(
         # Unmarked outputs are registered too (found again by their sha256 only).
         record_id = wm_id if wm_id is not None else registry.new_id()
         registry.put(record_id, manifest, asset_sha256=sha, media_type=media_type, signer=signer,
-                     label=None if wm_id is not None else "unmarked")
+                     label=None if wm_id is not None else "unmarked",
+                     manifest_id=c2pa_io.active_manifest_label(manifest))
         sidecar = None
         try:
             if media_type == "model/gltf-binary":

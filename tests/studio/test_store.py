@@ -93,3 +93,11 @@ def test_corrupt_or_wrong_file_is_one_clear_error(tmp_path):
         open_store(bad)
     with pytest.raises(RegistryError, match="is a directory"):
         open_store(tmp_path)
+
+
+def test_unreachable_postgres_is_one_clear_error(pg_server):
+    from tests.provenance.test_registry import _closed_port
+
+    with pytest.raises(RegistryError, match="cannot connect to the service database") as e:
+        open_store(f"postgresql://postgres:pw@127.0.0.1:{_closed_port()}/service")
+    assert "\n" not in str(e.value) and ":pw@" not in str(e.value)
