@@ -42,24 +42,52 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
 
+def _edit(rgb: np.ndarray, edit: str) -> np.ndarray:
+    """A geometric edit of one frame (issue 18): the same on every frame of a clip."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import watermark_bench as wb
+
+    if edit == "crop8":  # 8 % off each side
+        h, w = rgb.shape[:2]
+        dy, dx = round(0.08 * h), round(0.08 * w)
+        return rgb[dy:h - dy, dx:w - dx]
+    if edit == "reframe916":  # landscape -> 9:16 portrait (portrait -> 16:9), full short side
+        return wb.reframe(rgb)
+    if edit == "mirror":
+        return rgb[:, ::-1]
+    if edit == "rot3":
+        return wb.rotate_inner(rgb, 3.0)
+    if edit == "mirror_reframe916":
+        return wb.reframe(rgb[:, ::-1])
+    raise ValueError(edit)
+
+
 def transcode(src: Path, dst: Path, *, height: int | None = None, crf: int = 30,
-              t0: float = 0.0, t1: float | None = None, max_seconds: float | None = None) -> Path:
-    """Re-encode H.264 yuv420p at ``crf``; optional downscale to ``height`` lines (even width)
-    and time window [t0, t1) (or the first ``max_seconds``)."""
+              t0: float = 0.0, t1: float | None = None, max_seconds: float | None = None,
+              edit: str | None = None, fps_div: int = 1) -> Path:
+    """Re-encode H.264 yuv420p at ``crf``; optional geometric ``edit`` of every frame (crop,
+    reframe, mirror, rotate: see ``_edit``), downscale to ``height`` lines (even width), every
+    ``fps_div``-th frame only, and time window [t0, t1) (or the first ``max_seconds``)."""
     import av
 
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         vin = inp.streams.video[0]
-        rate = vin.average_rate or Fraction(25, 1)
+        rate = (vin.average_rate or Fraction(25, 1)) / fps_div
         w, h = vin.codec_context.width, vin.codec_context.height
+        if edit is not None:
+            eh, ew = _edit(np.zeros((h, w, 3), np.uint8), edit).shape[:2]
+            w, h = ew, eh
         if height is not None and height < h:
             w, h = int(round(w * height / h / 2) * 2), height
         w, h = w - w % 2, h - h % 2
         st = out.add_stream("libx264", rate=rate)
         st.width, st.height, st.pix_fmt = w, h, "yuv420p"
         st.options = {"crf": str(crf), "preset": "veryfast"}
-        tb, i = Fraction(1, 1) / rate, 0
+        tb, i, n_in = Fraction(1, 1) / rate, 0, -1
         for frame in inp.decode(vin):
+            n_in += 1
+            if n_in % fps_div:
+                continue
             t = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
             if t < t0:
                 continue
@@ -67,6 +95,9 @@ def transcode(src: Path, dst: Path, *, height: int | None = None, crf: int = 30,
                 break
             if max_seconds is not None and t >= t0 + max_seconds:
                 break
+            if edit is not None:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(_edit(frame.to_ndarray(format="rgb24"), edit)),
+                                                   format="rgb24")
             f2 = frame.reformat(width=w, height=h, format="yuv420p")
             f2.pts, f2.time_base = i, tb  # constant frame rate, timestamps from 0
             i += 1
@@ -158,6 +189,15 @@ ATTACKS = {
     "480p_crf30": dict(crf=30, height=480),
     "360p_crf30": dict(crf=30, height=360),
 }
+GEOMETRIC = {  # issue 18: what platforms and people do to the frame
+    "crop8_crf28": dict(crf=28, edit="crop8"),
+    "reframe916_crf28": dict(crf=28, edit="reframe916"),
+    "mirror_crf28": dict(crf=28, edit="mirror"),
+    "rot3_crf28": dict(crf=28, edit="rot3"),
+    "mirror_reframe916_crf28": dict(crf=28, edit="mirror_reframe916"),
+    "reframe916_360p_halffps_crf32": dict(crf=32, edit="reframe916", height=360, fps_div=2),
+}
+CLASSIC = dict(ATTACKS)
 
 
 def attack(src: Path, dst: Path, spec: dict | None, h: int, dur: float) -> Path | None:
@@ -180,7 +220,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--jsonl", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
+    ap.add_argument("--attacks", choices=["classic", "geometric", "all"], default="classic",
+                    help="today's attacks, the geometric edits of issue 18, or both")
     args = ap.parse_args()
+    ATTACKS.clear()
+    ATTACKS.update({"classic": CLASSIC, "geometric": {"none": None, **GEOMETRIC},
+                    "all": {**CLASSIC, **GEOMETRIC}}[args.attacks])
 
     import av
 

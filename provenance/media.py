@@ -355,3 +355,33 @@ def _unlink(p: Path) -> None:
         os.unlink(p)
     except OSError:
         pass
+
+
+def private_workdir(folder: str | os.PathLike, prefix: str) -> Path:
+    """A new private folder ``<prefix><pid>-<random>`` in ``folder``, after removing the folders of
+    that prefix whose process is gone (a run killed with SIGKILL cannot clean up after itself)."""
+    remove_stale_workdirs(folder, prefix)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=folder))
+
+
+def remove_stale_workdirs(folder: str | os.PathLike, prefix: str) -> None:
+    """Remove the ``<prefix><pid>-*`` folders in ``folder`` whose process no longer runs."""
+    import shutil
+
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for e in entries:
+        if not e.name.startswith(prefix) or not e.is_dir(follow_symlinks=False):
+            continue
+        pid_s = e.name[len(prefix):].split("-", 1)[0]
+        if not pid_s.isdigit() or int(pid_s) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_s), 0)
+            continue  # still running
+        except ProcessLookupError:
+            shutil.rmtree(e.path, ignore_errors=True)
+        except OSError:
+            continue

@@ -236,7 +236,8 @@ class DeltaPlan:
     """
 
     def __init__(self, inter: np.ndarray, fx: float, fy: float, h: int, w: int, wm_id: int, key: bytes,
-                 strength: float = 1.0, target_psnr: float = TARGET_PSNR, informed: bool = True):
+                 strength: float = 1.0, target_psnr: float = TARGET_PSNR, informed: bool = True,
+                 template: bool = True):
         lay = layout(key)
         coded = (_ecc.conv_encode(_ecc.make_info_word(wm_id, key)).astype(np.float32) * 2 - 1)
         mask_small = _small_mask(inter)
@@ -248,17 +249,29 @@ class DeltaPlan:
         m = lay.is_msg
         vals[m] *= coded[lay.bit_of[m]] * amp[lay.bit_of[m]]
         chips = vals.reshape(CHIPS, CHIPS)
+        from . import _sync
+
         self.h, self.w = int(h), int(w)
         self._full = None
+        self.key = key
+        # the geometric template (_sync) gets TEMPLATE_SHARE of the chip pattern's RMS, weighted by
+        # the same mask; its scale for the strip path comes from the mask's RMS (the template's is 1)
+        self._kt = np.float32(_sync.TEMPLATE_SHARE * target_rms / max(float(np.sqrt(np.mean(mask_small ** 2))), 1e-9)
+                              if template else 0.0)
         if self.h <= strip_rows(self.w):
             pattern = upsample_chips(chips, h, w)
             if mask_small.shape != (h, w):
                 ih, iw = inter.shape
-                pattern = pattern * _resize_f(mask_small, (w, h), box=(0.0, 0.0, float(iw), float(ih)))
+                mask = _resize_f(mask_small, (w, h), box=(0.0, 0.0, float(iw), float(ih)))
             else:
-                pattern = pattern * mask_small
+                mask = mask_small
+            pattern = pattern * mask
             rms = float(np.sqrt(np.mean(np.square(pattern, dtype=np.float32), dtype=np.float64)))
             pattern *= np.float32(target_rms / max(rms, 1e-9))
+            if template:
+                t = _sync.template_rows(0, h, h, w, key) * mask
+                trms = float(np.sqrt(np.mean(np.square(t, dtype=np.float32), dtype=np.float64)))
+                pattern += t * np.float32(_sync.TEMPLATE_SHARE * target_rms / max(trms, 1e-9))
             self._full = pattern
             return
         # large image (then the intermediate is smaller than the image): separable bilinear
@@ -292,15 +305,26 @@ class DeltaPlan:
 
         return vert(self._chip_rows, self._gh, self._nh) * vert(self._mask_rows, float(self._ih), self._ih)
 
+    def _template(self, y0: int, y1: int) -> np.ndarray:
+        from . import _sync
+
+        s = float(self._ih) / self.h
+        b1 = float(self._ih) if y1 == self.h else min(y1 * s, float(self._ih))
+        mask = _resize_f(self._mask_rows, (self.w, y1 - y0), box=(0.0, y0 * s, float(self.w), b1))
+        return _sync.template_rows(y0, y1, self.h, self.w, self.key) * mask * self._kt
+
     def rows(self, y0: int, y1: int) -> np.ndarray:
         """Float32 delta of rows y0..y1-1 (a fresh array, or a view of the kept one-strip pattern)."""
         if self._full is not None:
             return self._full[y0:y1]
         kept = self._kept.get(y0) if self._kept is not None else None
         if kept is not None and kept.shape[0] == y1 - y0:
-            return kept * self._k
-        p = self._pattern(y0, y1)
-        p *= self._k
+            p = kept * self._k
+        else:
+            p = self._pattern(y0, y1)
+            p *= self._k
+        if self._kt:
+            p += self._template(y0, y1)
         return p
 
     def strips(self):
@@ -308,6 +332,13 @@ class DeltaPlan:
         if self._full is not None:
             return iter([(0, self.h)])
         return strips(self.h, self.w)
+
+
+def total_target_psnr(strength: float = 1.0) -> float:
+    """PSNR of the chip pattern and the template together at ``strength``."""
+    from . import _sync
+
+    return TARGET_PSNR - 20.0 * float(np.log10(strength)) - 10.0 * float(np.log10(1.0 + _sync.TEMPLATE_SHARE ** 2))
 
 
 def embed_delta(luma: np.ndarray, wm_id: int, key: bytes, strength: float = 1.0,

@@ -1,6 +1,6 @@
-"""Invisible image watermark carrying a 48-bit registry id (``io.dhstudio.watermark.image.v1``).
+"""Invisible image watermark carrying a 48-bit registry id (``io.dhstudio.watermark.image.v2``).
 
-Design (details in ``_core`` and ``_ecc``):
+Design (details in ``_core``, ``_sync`` and ``_ecc``):
 
 * Payload: 48-bit id + CRC-32 of the id = 80 bits, scrambled with a key-derived
   mask, convolutionally coded (K=7, rate 1/3, zero tail) into 258 channel bits.
@@ -8,19 +8,27 @@ Design (details in ``_core`` and ``_ecc``):
   edge (anchored top-left). ~37 % are pilot chips (known keyed +-1, used to
   find scale and shift), the rest carry the channel bits, each bit spread over
   ~40 keyed, scattered chips. The grid is bilinearly upsampled, modulated by a
-  mild texture mask, scaled to a target PSNR (default 42 dB, ``strength=1``) and
+  mild texture mask, scaled to a target PSNR (42 dB for the chips, ``strength=1``) and
   added equally to R, G and B (a luma-only change).
+* v2 adds a geometric template (``_sync``): four keyed cosine gratings below the chip band,
+  weighted by the same mask, at 0.55 of the chips' RMS (41 dB for the whole mark).
 * Resizes that keep the aspect ratio cancel out (the grid follows the long
   edge); crops become a shift + scale, found by FFT cross-correlation of the
-  whitened luma with the pilot over a small set of scales (0.97-1.15).
+  whitened luma with the pilot over a small set of scales (0.97-1.15): the first path.
+* When the first path finds nothing, the second (``_sync``) looks for the template's peaks in the
+  spectrum over mirror, rotation (+-6 degrees), scale (long edge 0.45-1.3 of the original's) and
+  aspect ratio (0.88-1.14), undoes the best hypotheses and finds the shift over the whole grid:
+  rotated, mirrored, re-framed (16:9 <-> 9:16) and stretched images.
 * Decision rule: ``found`` only if a decoded word passes the CRC-32 check.
-  At most ``MAX_ATTEMPTS`` = 8 (scale, shift) candidates are tried, each read
+  First path: at most ``MAX_ATTEMPTS`` = 8 (scale, shift) candidates, each read
   by two message readers, each decoded by a list Viterbi decoder keeping the
-  4 best paths: at most ``WORDS_PER_IMAGE`` = 64 words are checked.
+  4 best paths: ``WORDS_PER_IMAGE`` = 64 words. Second path: ``_sync.MAX_HYPOTHESES`` = 4
+  geometries x 2 shifts x 2 readers x 4 paths = ``WORDS_GEOMETRIC`` = 64 words.
   False-positive bound: for an unmarked image each word passes the CRC with
-  probability 2**-32, so P(found | unmarked) <= 64 * 2**-32 ~= 1.5e-8
+  probability 2**-32, so P(found | unmarked) <= 128 * 2**-32 ~= 3.0e-8
   (``WatermarkResult.false_positive_bound``). Measured: 0 hits on the unmarked
   sets of the benchmark (see BENCHMARKS.md).
+* v1 images (no template) are still read by the first path: the chips are the same.
 
 ``WatermarkResult.confidence``: 0.0 when not found; when found,
 ``1 - 2 * bit_errors / n_channel_bits`` clipped to [0, 1], where ``bit_errors``
@@ -62,15 +70,17 @@ from .. import limits as _limits
 from .. import media
 from ..errors import InputError, OutputError, WatermarkError
 from ..limits import Limits
-from . import _core, _ecc
+from . import _core, _ecc, _sync
 
-ALGORITHM = "io.dhstudio.watermark.image.v1"
+ALGORITHM = "io.dhstudio.watermark.image.v2"
+ALGORITHMS_READ = (ALGORITHM, "io.dhstudio.watermark.image.v1")  # v1 marks are read by the first path
 ID_BITS = _ecc.ID_BITS
 DEFAULT_KEY = b"io.dhstudio.watermark.v1/public"
 DEFAULT_STRENGTH = 1.0
 MAX_ATTEMPTS = _core.MAX_ATTEMPTS
 WORDS_PER_IMAGE = _core.WORDS_PER_IMAGE
-FALSE_POSITIVE_BOUND = _core.FP_BOUND
+WORDS_GEOMETRIC = _sync.WORDS_GEOMETRIC
+FALSE_POSITIVE_BOUND = (WORDS_PER_IMAGE + WORDS_GEOMETRIC) * 2.0 ** -_ecc.CRC_BITS
 MIN_SIDE = _core.MIN_SIDE
 
 __all__ = [
@@ -202,7 +212,7 @@ def embed_image(rgb: np.ndarray, wm_id: int, *, key: bytes = DEFAULT_KEY,
         sse += _sq_err(base[y0:y1], out[y0:y1])
     # clipping at 0/255 removes part of the mark (and raises the PSNR): top the rest up once,
     # so the measured PSNR lands on the target instead of above it
-    target = _core.TARGET_PSNR - 20.0 * np.log10(strength)
+    target = _core.total_target_psnr(strength)
     got = float("inf") if sse == 0 else 10.0 * np.log10(255.0 ** 2 / (sse / base.size))
     if np.isfinite(got) and got > target + 0.25:
         k = np.float32(min(1.6, 10.0 ** ((got - target) / 20.0)))
@@ -231,7 +241,19 @@ def decode_luma(y: np.ndarray, *, key: bytes = DEFAULT_KEY) -> WatermarkResult:
                                {"reason": f"image too small ({w}x{h}); need {MIN_SIDE} px per side",
                                 "max_attempts": MAX_ATTEMPTS})
     inter, fx, fy = _core.to_intermediate(y)
-    return _result(_core.decode_intermediate(inter, fx, fy, float(max(h, w)), key))
+    res = _core.decode_intermediate(inter, fx, fy, float(max(h, w)), key)
+    if not res.get("found"):
+        res = _geometric(inter, key, res)
+    return _result(res)
+
+
+def _geometric(inter: np.ndarray, key: bytes, res: dict) -> dict:
+    """The second path (``_sync``): a rotated, mirrored, re-framed or stretched image, found by the
+    template; ``res`` (the first path's result) is kept, with the template's figures, when it fails."""
+    hyps = [g for g in _sync.estimate(_sync.prepare(inter)) if g.z >= _sync.MIN_TEMPLATE_Z]
+    res["template_z"] = round(max((g.z for g in hyps), default=0.0), 2)
+    got = _sync.decode(inter, key, hyps) if hyps else None
+    return got if got is not None else res
 
 
 def decode_image(rgb: np.ndarray, *, key: bytes = DEFAULT_KEY) -> WatermarkResult:

@@ -8,10 +8,12 @@ when the MP4 container accepts its codec, else re-encoded to AAC. The write is a
 
 Decoding (:func:`decode_video`) samples up to ``max_frames`` frames evenly over the video (over
 its first ``Limits.max_verify_frames`` frames), averages their luma (the mark is static, content and
-coding noise are not: averaging raises the SNR) and runs the image decoder on the average; when that
-fails it also tries up to ``FALLBACK_FRAMES`` single frames. Decision rule: found only if a CRC-32
-check passes; at most (1 + FALLBACK_FRAMES) image decodes of at most 64 CRC-checked words each, so
-P(found | unmarked video) <= 320 * 2**-32 ~= 7.5e-8. Trimming, re-encoding and rescaling (the grid
+coding noise are not: averaging raises the SNR) and runs the image decoder's first path on the
+average, then its geometric path (``_sync``: a reframed, mirrored, turned or stretched video: the
+edit is the same on every frame, so the average keeps the template); when both fail it also tries
+up to ``FALLBACK_FRAMES`` single frames with the first path. Decision rule: found only if a CRC-32
+check passes; at most (1 + FALLBACK_FRAMES) x 64 + 64 CRC-checked words, so
+P(found | unmarked video) <= 384 * 2**-32 ~= 8.9e-8. Trimming, re-encoding and rescaling (the grid
 follows the long edge) do not matter to the decoder.
 
 Bounded memory and time (limits in :mod:`provenance.limits`): each sampled frame is reduced at once
@@ -40,10 +42,10 @@ from .. import media
 from ..errors import InputError, OutputError, WatermarkError
 from ..limits import Limits
 from . import _core
-from .image import DEFAULT_KEY, WORDS_PER_IMAGE, WatermarkResult, _check_id, _result
+from .image import DEFAULT_KEY, WORDS_GEOMETRIC, WORDS_PER_IMAGE, WatermarkResult, _check_id, _geometric, _result
 
 FALLBACK_FRAMES = 4
-VIDEO_FALSE_POSITIVE_BOUND = (1 + FALLBACK_FRAMES) * WORDS_PER_IMAGE * 2.0 ** -32
+VIDEO_FALSE_POSITIVE_BOUND = ((1 + FALLBACK_FRAMES) * WORDS_PER_IMAGE + WORDS_GEOMETRIC) * 2.0 ** -32
 _Y_SCALE = 219.0 / 255.0
 _COPY_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 _KEEP_INTERMEDIATES = 32  # per-frame intermediates kept for the single-frame fallback (thinned beyond)
@@ -69,7 +71,9 @@ def open_video(src: Source):
     else:
         raise TypeError(f"expected a path, bytes or a binary file object, got {type(src).__name__}")
     try:
-        c = av.open(fobj)
+        # the probe decodes no frame (the size comes from the stream's parameters): a header that
+        # declares 16000 x 16000 frames costs nothing before check_frame_pixels refuses it
+        c = av.open(fobj, stream_options=[{"skip_frame": "all"}])
     except (av.FFmpegError, OSError, ValueError) as e:
         raise InputError(f"cannot decode video {label}: {e}".splitlines()[0]) from None
     if not c.streams.video:
@@ -417,6 +421,9 @@ def decode_video(source: Source, *, max_frames: int = 32, key: bytes = DEFAULT_K
     res = _core.decode_intermediate(avg, fx, fy, long_edge, key)
     res["mode"] = "average"
     decodes = 1
+    if not res["found"]:  # reframed, mirrored, turned: the template on the average (the edit is the same on every frame)
+        res = _geometric(avg, key, res)
+        res["mode"] = "average, geometric" if res["found"] else "average"
     if not res["found"]:
         picks = np.unique(np.linspace(0, len(keep) - 1, min(FALLBACK_FRAMES, len(keep))).round().astype(int))
         for p in picks:

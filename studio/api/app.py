@@ -17,18 +17,22 @@ Routes:
   ``GET|POST /matches/byBinding``, ``POST /matches/byContent``, ``GET /manifests/{manifestId}``;
 - ``GET /healthz``; ``GET /metrics`` (Prometheus text); the OpenAPI docs at ``/docs``.
 
-Limits: the upload is streamed to a private temporary file and refused past ``max_upload_bytes``
-(``413``); the media type comes from the bytes (``provenance.media.sniff_bytes``; the client's
-name and type are not trusted: ``415`` for anything unknown); the client's file name is never
-used as a path; each client (its address) has a request budget per minute (``429`` with
-``Retry-After``), and failed token checks have a much smaller one (guessing is refused long before
-it could work); at most ``workers`` jobs run, each in its own process (a worker that dies fails its
-job, not the server), and ``queue`` wait; a full queue, or more than ``workers + queue`` images
-waiting to be verified at once, answers ``503`` with ``Retry-After``; finished jobs and their
-annotated files are kept ``job_ttl_s`` seconds; every temporary file is removed when its request
-or job ends, whatever happens. Jobs live in the store (``studio.api.store``: SQLite by default,
-PostgreSQL with ``db="postgresql://..."``, which also holds the registry): a restart fails the
-jobs the stopped server left unfinished, with the reason.
+Limits: request headers over 16 KiB are refused (``431``); a body over ``max_upload_bytes`` (plus
+its multipart framing) is refused (``413``) from its Content-Length, or as it streams in, before it
+is spooled; ``/v1/sign`` checks its token before it reads the body; a full disk answers ``507``; a
+failing database ``503`` with a one-line JSON reason. The upload is streamed to a private temporary
+file and refused past ``max_upload_bytes`` (``413``); the media type comes from the bytes
+(``provenance.media.sniff_bytes``; the client's name and type are not trusted: ``415`` for anything
+unknown); the client's file name is never used as a path; each client (its address) has a request
+budget per minute (``429`` with ``Retry-After``), and failed token checks have a much smaller one
+(guessing is refused long before it could work); at most ``workers`` jobs run, each in its own
+process (a worker that dies fails its job, not the server), and ``queue`` wait; a full queue, or
+more than ``workers + queue`` images waiting to be verified at once, answers ``503`` with
+``Retry-After``; finished jobs and their annotated files are kept ``job_ttl_s`` seconds; every
+temporary file is removed when its request or job ends, whatever happens (a server killed with
+SIGKILL cannot: its upload folders, named by its pid, are removed at the next start). Jobs live in the store
+(``studio.api.store``: SQLite by default, PostgreSQL with ``db="postgresql://..."``, which also
+holds the registry): a restart fails the jobs the stopped server left unfinished, with the reason.
 """
 
 from __future__ import annotations
@@ -44,21 +48,38 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 # the service extra; this module is imported only by `dhstudio serve` and its tests
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.concurrency import run_in_threadpool
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+UPLOAD_PREFIX = "dhstudio-upload-"
+MAX_HEADER_BYTES = 16 * 1024  # all request headers together (431 above)
+BODY_SLACK_BYTES = 1024 * 1024  # a body may exceed the upload cap by its multipart framing and form fields
 VIDEO_TYPES_PREFIX = "video/"
 STATIC_DIR = Path(__file__).with_name("static")
 RESTART_REASON = "the server stopped before this job ended; upload the file again"
 WORKER_DIED = "the worker process verifying this file died (killed or crashed); upload the file again"
+
+
+def _without_path(obj, path: Path):
+    """A verdict dict with the upload's private path (messages name the file they read) replaced by
+    its bare name: clients never see the server's folders."""
+    if isinstance(obj, str):
+        return obj.replace(str(path), path.name)
+    if isinstance(obj, dict):
+        return {k: _without_path(v, path) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_without_path(v, path) for v in obj]
+    return obj
 
 
 def _first_line(e: BaseException) -> str:
@@ -99,6 +120,42 @@ class RateLimiter:
             self.hits.setdefault(key, deque()).append(time.monotonic())
 
 
+class RequestLimits:
+    """Pure ASGI guard in front of the app: headers over ``max_header_bytes`` are refused (431), a
+    body over ``max_body_bytes`` is refused (413) at once from its Content-Length, or as it streams
+    in (chunked): without it the multipart parser would spool a whole oversized body to disk before
+    the route could count it."""
+
+    def __init__(self, app, *, max_body_bytes: int, max_header_bytes: int = MAX_HEADER_BYTES):
+        self.app, self.max_body_bytes, self.max_header_bytes = app, max_body_bytes, max_header_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = scope.get("headers") or []
+        if sum(len(k) + len(v) for k, v in headers) > self.max_header_bytes:
+            return await JSONResponse({"detail": f"request headers over {self.max_header_bytes} bytes"},
+                                      status_code=431)(scope, receive, send)
+        length = dict(headers).get(b"content-length", b"")
+        too_big = HTTPException(413, f"request body over the {self.max_body_bytes} byte limit",
+                                headers={"Connection": "close"})
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            return await JSONResponse({"detail": too_big.detail}, status_code=413,
+                                      headers=too_big.headers)(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise too_big  # FastAPI passes it through body parsing; answered 413 as any HTTPException
+            return message
+
+        await self.app(scope, limited, send)
+
+
 # ----------------------------------------------------------------------------- jobs
 
 
@@ -125,7 +182,7 @@ def _job_worker(job_id: str, path: str, annotate: str, options, store_target) ->
     import dataclasses
 
     opts = dataclasses.replace(options, annotate=annotate, progress=progress)
-    return verify(Path(path), opts).to_dict()
+    return _without_path(verify(Path(path), opts).to_dict(), Path(path))
 
 
 def _init_worker(threads: int) -> None:
@@ -176,6 +233,8 @@ class _Jobs:
             ann = Path(annotate)
             self.store.update_job(job_id, state="finished", progress=1.0, finished=time.time(), result=verdict,
                                   annotated=ann.name if ann.is_file() else None)
+        except CancelledError:  # the server is stopping (lifespan shutdown) before the job ran
+            self._fail(job_id, RESTART_REASON, annotate)
         except BrokenProcessPool:
             self._fail(job_id, WORKER_DIED, annotate)
             with self.lock:  # the pool is unusable after a worker died: a new one for the next jobs
@@ -226,8 +285,9 @@ def create_app(*, max_upload_bytes: int = MAX_UPLOAD_BYTES, workers: int = 2, qu
 
     from detect.report import render_html
     from detect.verifier import Verdict, VerifyOptions, verify
+    from provenance.errors import RegistryError
     from provenance.keys import home_dir
-    from provenance.media import SNIFF_BYTES, sniff_bytes
+    from provenance.media import SNIFF_BYTES, private_workdir, remove_stale_workdirs, sniff_bytes
     from studio.api.store import open_store
 
     options = options or VerifyOptions()
@@ -241,6 +301,7 @@ def create_app(*, max_upload_bytes: int = MAX_UPLOAD_BYTES, workers: int = 2, qu
     store = open_store(store_target)
     store.fail_unfinished(RESTART_REASON)
     tmp_root = Path(tmp_root) if tmp_root else Path(tempfile.gettempdir())
+    remove_stale_workdirs(tmp_root, UPLOAD_PREFIX)  # uploads of a server killed mid-request
     files_dir = Path(files_dir) if files_dir else home_dir() / "service-files"
     files_dir.mkdir(parents=True, exist_ok=True)
     requests: Counter = Counter()
@@ -249,18 +310,22 @@ def create_app(*, max_upload_bytes: int = MAX_UPLOAD_BYTES, workers: int = 2, qu
     jobs = _Jobs(store, store_target, workers=workers, queue=queue, ttl_s=job_ttl_s, files_dir=files_dir,
                  options=options, threads=job_threads)
     sync_slots = {"busy": 0, "max": workers + queue}
+    # images are verified on ``workers`` threads of our own, the other slots wait: the face detector's
+    # graphs are per thread, so anyio's 40-thread pool would end up holding up to 40 copies (~65 MB each)
+    verify_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dhstudio-verify")
     sync_lock = asyncio.Lock()
     identity = {"obj": signer}
     identity_lock = threading.Lock()
 
     def run_verify(path: Path, annotate: Path | None) -> dict:
         opts = dataclasses.replace(options, annotate=annotate) if annotate is not None else options
-        return verify(path, opts).to_dict()
+        return _without_path(verify(path, opts).to_dict(), path)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
         jobs.shutdown()
+        verify_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="dhstudio verifier", version="1", lifespan=lifespan,
                   description="Provenance (C2PA, watermark, registry) and content checks of images, videos and "
@@ -268,6 +333,22 @@ def create_app(*, max_upload_bytes: int = MAX_UPLOAD_BYTES, workers: int = 2, qu
 
     def client_key(request: Request) -> str:
         return request.client.host if request.client else "unknown"
+
+    app.add_middleware(RequestLimits, max_body_bytes=max_upload_bytes + BODY_SLACK_BYTES)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_errors(request: Request, exc):
+        cause = exc.__cause__
+        if exc.status_code == 400 and isinstance(cause, OSError):  # the body could not be spooled: disk full
+            exc = HTTPException(507, f"the server cannot store the upload now ({cause.strerror or cause}); retry later")
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RegistryError)
+    async def store_errors(request: Request, exc: RegistryError):
+        # the backend's one-line reason, never the database's path or URL
+        reason = _first_line(Exception(getattr(exc, "reason", None) or "corrupt or unreadable"))
+        return JSONResponse({"detail": f"the server's database failed ({reason}); retry later", "code": exc.code},
+                            status_code=503, headers={"Retry-After": "30"})
 
     @app.middleware("http")
     async def limits_and_counts(request: Request, call_next):
@@ -278,6 +359,14 @@ def create_app(*, max_upload_bytes: int = MAX_UPLOAD_BYTES, workers: int = 2, qu
                 requests[("rate-limited", 429)] += 1
                 return JSONResponse({"detail": "too many requests from this client; retry later"}, status_code=429,
                                     headers={"Retry-After": str(int(wait) + 1)})
+        if path == "/v1/sign" and request.method == "POST":  # the token before the body: no anonymous upload is read
+            try:
+                request.state.token_id = await run_in_threadpool(_bearer, request)
+            except HTTPException as e:
+                requests[("/v1/sign", e.status_code)] += 1
+                return JSONResponse({"detail": e.detail}, status_code=e.status_code, headers=e.headers)
+            except RegistryError as e:
+                return await store_errors(request, e)
         response = await call_next(request)
         route = request.scope.get("route")
         requests[(getattr(route, "path", "other"), response.status_code)] += 1
@@ -317,7 +406,7 @@ def create_app(*, max_upload_bytes: int = MAX_UPLOAD_BYTES, workers: int = 2, qu
     # -- uploads ---------------------------------------------------------------------------
     async def _receive(upload: UploadFile) -> tuple[Path, Path, str, int]:
         """The upload streamed into a private folder under a name of ours; (folder, file, type, size)."""
-        workdir = Path(tempfile.mkdtemp(prefix="dhstudio-upload-", dir=tmp_root))
+        workdir = private_workdir(tmp_root, UPLOAD_PREFIX)  # also removes a killed server's leftovers
         dst = workdir / "upload"
         size, head = 0, b""
         try:
@@ -368,7 +457,12 @@ def create_app(*, max_upload_bytes: int = MAX_UPLOAD_BYTES, workers: int = 2, qu
         workdir, path, mtype, size = await _receive(file)
         job_id = uuid.uuid4().hex
         if mtype.startswith(VIDEO_TYPES_PREFIX):
-            if not jobs.submit(job_id, mtype, size, path, workdir):
+            try:
+                accepted = jobs.submit(job_id, mtype, size, path, workdir)
+            except BaseException:  # the store failed: nothing of the upload is kept
+                shutil.rmtree(workdir, ignore_errors=True)
+                raise
+            if not accepted:
                 shutil.rmtree(workdir, ignore_errors=True)
                 return JSONResponse({"detail": "the job queue is full; retry later"}, status_code=503,
                                     headers={"Retry-After": "10"})
@@ -379,7 +473,8 @@ def create_app(*, max_upload_bytes: int = MAX_UPLOAD_BYTES, workers: int = 2, qu
             return _busy()
         annotate = files_dir / f"{job_id}.jpg"
         try:
-            verdict = await run_in_threadpool(run_verify, path, annotate if mtype.startswith("image/") else None)
+            verdict = await asyncio.get_running_loop().run_in_executor(
+                verify_pool, run_verify, path, annotate if mtype.startswith("image/") else None)
         finally:
             await _release_slot()
             shutil.rmtree(workdir, ignore_errors=True)
@@ -473,7 +568,7 @@ def create_app(*, max_upload_bytes: int = MAX_UPLOAD_BYTES, workers: int = 2, qu
         from provenance.media import EXTENSIONS
         from studio.pipelines.publish import publish
 
-        token_id = _bearer(request)
+        token_id = getattr(request.state, "token_id", None) or _bearer(request)  # checked by the middleware
         workdir, path, mtype, size = await _receive(file)
         try:
             if mtype not in EXTENSIONS or mtype == "model/gltf-binary":
@@ -508,7 +603,7 @@ def create_app(*, max_upload_bytes: int = MAX_UPLOAD_BYTES, workers: int = 2, qu
     from provenance.watermark import image as _wm_image
     from provenance.watermark import mesh as _wm_mesh
 
-    algs = (_wm_image.ALGORITHM, _wm_mesh.ALGORITHM)
+    algs = (*_wm_image.ALGORITHMS_READ, _wm_mesh.ALGORITHM)  # the ids of every version share the registry
 
     def _matches(alg: str, value: str, max_results: int) -> dict:
         from provenance.manifest import decode_watermark_id

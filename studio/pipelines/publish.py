@@ -49,23 +49,7 @@ class PublishResult:
 
 def _remove_stale_workdirs(folder: Path) -> None:
     """Remove work folders of publish runs whose process is gone (killed with SIGKILL)."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return
-    for e in entries:
-        if not e.name.startswith(_WORK_PREFIX) or not e.is_dir(follow_symlinks=False):
-            continue
-        pid_s = e.name[len(_WORK_PREFIX):].split("-", 1)[0]
-        if not pid_s.isdigit() or int(pid_s) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid_s), 0)
-            continue  # still running
-        except ProcessLookupError:
-            shutil.rmtree(e.path, ignore_errors=True)
-        except OSError:
-            continue
+    media.remove_stale_workdirs(folder, _WORK_PREFIX)
 
 
 def publish(

@@ -143,8 +143,8 @@ def test_soft_binding_resolution_finds_the_manifest_of_a_stripped_file(home, tmp
     app = create_app(workers=1, queue=1, tmp_root=tmp_path, options=_no_content())
     with live(app) as base:
         algs = httpx.get(base + "/services/supportedAlgorithms").json()
-        alg = "io.dhstudio.watermark.image.v1"
-        assert {"alg": alg} in algs["watermarks"]
+        alg = "io.dhstudio.watermark.image.v2"
+        assert {"alg": alg} in algs["watermarks"] and {"alg": "io.dhstudio.watermark.image.v1"} in algs["watermarks"]
         r = httpx.post(base + "/v1/sign", files={"file": ("x.jpg", _jpeg(5), "image/jpeg")},
                        headers={"Authorization": "Bearer " + token})
         assert r.status_code == 200, r.text
