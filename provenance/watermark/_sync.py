@@ -47,8 +47,8 @@ TEMPLATE_SHARE = 0.55  # template RMS / chip pattern RMS (PSNR cost: 10 log10(1 
 THETAS = np.arange(-6.0, 6.0001, 0.5)
 SIGMAS = np.exp(np.arange(np.log(0.45), np.log(1.3), 0.015))
 ASPECTS = np.arange(0.88, 1.1401, 0.02)
-MAX_HYPOTHESES = 4
-PEAKS_PER_HYPOTHESIS = 2
+MAX_HYPOTHESES = 3
+PEAKS_PER_HYPOTHESIS = 1
 WORDS_GEOMETRIC = MAX_HYPOTHESES * PEAKS_PER_HYPOTHESIS * _core.N_READERS * _core.LIST_SIZE
 MIN_TEMPLATE_Z = 4.0  # below it the image is taken as carrying no template (the fast exit)
 PAD = 2  # zero-padding factor of the spectrum
@@ -59,8 +59,8 @@ PRE_SIGMA, PRE_NORM_SIGMA = 6.0, 16.0  # intermediate px: high-pass and local-RM
 def prepare(inter: np.ndarray) -> np.ndarray:
     """The intermediate luma made ready for the template search: the local mean (Gaussian, sigma
     PRE_SIGMA px: well below the gratings' band) removed, divided by the local RMS, clipped."""
-    hp = inter - ndimage.gaussian_filter(inter, PRE_SIGMA, mode="reflect")
-    e = ndimage.gaussian_filter(hp * hp, PRE_NORM_SIGMA, mode="reflect")
+    hp = inter - ndimage.gaussian_filter(inter, PRE_SIGMA, mode="reflect", truncate=2.5)
+    e = ndimage.gaussian_filter(hp * hp, PRE_NORM_SIGMA, mode="reflect", truncate=2.0)
     r = hp / (np.sqrt(e) + np.float32(1e-3 * np.sqrt(float(e.mean())) + 1e-9))
     return np.clip(r, -3.0, 3.0).astype(np.float32)
 
@@ -107,8 +107,9 @@ class Geometry:
 
 
 def _spectrum(r: np.ndarray) -> np.ndarray:
+    """Amplitude spectrum (half plane: rfft2 of the zero-padded image) over its local level."""
     h, w = r.shape
-    F = np.abs(sfft.fft2(r - float(r.mean()), s=(PAD * h, PAD * w), workers=1)).astype(np.float32)
+    F = np.abs(sfft.rfft2(r - float(r.mean()), s=(PAD * h, PAD * w), workers=1)).astype(np.float32)
     loc = ndimage.uniform_filter(F, 15, mode="wrap")
     return F / (loc + np.float32(1e-6 * float(loc.mean()) + 1e-12))
 
@@ -130,9 +131,12 @@ def _predict(mirror, theta, sigma, aspect, long_edge: float) -> np.ndarray:
 
 def _score(spec: np.ndarray, g: np.ndarray) -> np.ndarray:
     """Sum over the K peaks of the normalised spectrum at frequencies g (..., K, 2)."""
-    H, W = spec.shape
-    rows = (g[..., 1] * H) % H
-    cols = (g[..., 0] * W) % W
+    H = spec.shape[0]
+    W = 2 * (spec.shape[1] - 1)  # the full spectrum's width (PAD * w is even)
+    flip = g[..., 0] < 0  # the half plane: |F(-g)| = |F(g)| for a real image
+    gx, gy = np.where(flip, -g[..., 0], g[..., 0]), np.where(flip, -g[..., 1], g[..., 1])
+    rows = (gy * H) % H
+    cols = gx * W
     vals = ndimage.map_coordinates(spec, [rows.ravel(), cols.ravel()], order=1, mode="grid-wrap")
     # clipped: one strong peak of the host's own (a periodic texture) cannot make a hypothesis alone
     return np.minimum(vals.reshape(rows.shape), SCORE_CLIP).sum(axis=-1)
