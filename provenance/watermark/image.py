@@ -22,10 +22,10 @@ Design (details in ``_core``, ``_sync`` and ``_ecc``):
 * Decision rule: ``found`` only if a decoded word passes the CRC-32 check.
   First path: at most ``MAX_ATTEMPTS`` = 8 (scale, shift) candidates, each read
   by two message readers, each decoded by a list Viterbi decoder keeping the
-  4 best paths: ``WORDS_PER_IMAGE`` = 64 words. Second path: ``_sync.MAX_HYPOTHESES`` = 4
-  geometries x 2 shifts x 2 readers x 4 paths = ``WORDS_GEOMETRIC`` = 64 words.
+  4 best paths: ``WORDS_PER_IMAGE`` = 64 words. Second path: ``_sync.MAX_HYPOTHESES`` = 3
+  geometries x 1 shift x 2 readers x 4 paths = ``WORDS_GEOMETRIC`` = 24 words.
   False-positive bound: for an unmarked image each word passes the CRC with
-  probability 2**-32, so P(found | unmarked) <= 128 * 2**-32 ~= 3.0e-8
+  probability 2**-32, so P(found | unmarked) <= 88 * 2**-32 ~= 2.0e-8
   (``WatermarkResult.false_positive_bound``). Measured: 0 hits on the unmarked
   sets of the benchmark (see BENCHMARKS.md).
 * v1 images (no template) are still read by the first path: the chips are the same.

@@ -12,8 +12,8 @@ coding noise are not: averaging raises the SNR) and runs the image decoder's fir
 average, then its geometric path (``_sync``: a reframed, mirrored, turned or stretched video: the
 edit is the same on every frame, so the average keeps the template); when both fail it also tries
 up to ``FALLBACK_FRAMES`` single frames with the first path. Decision rule: found only if a CRC-32
-check passes; at most (1 + FALLBACK_FRAMES) x 64 + 64 CRC-checked words, so
-P(found | unmarked video) <= 384 * 2**-32 ~= 8.9e-8. Trimming, re-encoding and rescaling (the grid
+check passes; at most (1 + FALLBACK_FRAMES) x 64 + 24 CRC-checked words, so
+P(found | unmarked video) <= 344 * 2**-32 ~= 8.0e-8. Trimming, re-encoding and rescaling (the grid
 follows the long edge) do not matter to the decoder.
 
 Bounded memory and time (limits in :mod:`provenance.limits`): each sampled frame is reduced at once

@@ -104,8 +104,8 @@ def test_round_trip_and_psnr(marked):
         assert r.found and r.id == wm_id, (name, r)
         assert 0.0 < r.confidence <= 1.0 and r.bit_errors is not None
         # at most 64 CRC-checked words on the first path (8 candidates x 2 readers x 4 list paths),
-        # 64 on the geometric one (4 hypotheses x 2 shifts x 2 readers x 4 paths)
-        assert r.false_positive_bound == FALSE_POSITIVE_BOUND == (64 + 64) * 2.0 ** -32
+        # 24 on the geometric one (3 hypotheses x 1 shift x 2 readers x 4 paths)
+        assert r.false_positive_bound == FALSE_POSITIVE_BOUND == (64 + 24) * 2.0 ** -32
         json.dumps(r.to_dict())
         assert r.to_dict()["algorithm"] == ALGORITHM
 
