@@ -17,7 +17,8 @@ share of its energy (``TEMPLATE_SHARE`` of the chip pattern's RMS).
 A geometric edit moves the gratings' peaks in the amplitude spectrum: a rotation turns them, a
 crop leaves them where they are (in cycles per pixel: relative to the new long edge they shrink),
 a change of aspect ratio shears them, a mirror reflects them. Resizing leaves them in place relative
-to the long edge. The decoder searches the spectrum of the whitened image over mirror (2),
+to the long edge. The decoder searches the spectrum of the image (``prepare``: local mean removed,
+local contrast evened) over mirror (2),
 rotation (-6..6 degrees), scale (``SIGMAS``: long edge / original long edge, 0.45-1.3) and aspect
 (0.88-1.14), scoring each hypothesis by the spectrum at the 4 predicted peaks, refines the best
 ones on a finer grid, and for each of the ``MAX_HYPOTHESES`` best resamples the image back onto
