@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provenance import media
-from provenance.errors import InputError, OutputError
+from provenance.errors import DhsError, InputError, OutputError
 
 _WORK_PREFIX = ".dhstudio-publish-"
 
@@ -156,6 +156,11 @@ def publish(
             os.replace(signed, dst)
         except OSError as e:
             raise OutputError(f"cannot write {dst}: {e.strerror or e}", code="output.unwritable") from None
+    except DhsError as e:  # messages name the user's file, never the private work copy
+        work = str(tmpdir / "in" / src.name)
+        if work in e.message:
+            e.args = (e.message.replace(work, str(src)), *e.args[1:])
+        raise
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return PublishResult(

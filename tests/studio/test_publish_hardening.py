@@ -109,3 +109,14 @@ def test_symlink_loop_output_is_a_user_error(tmp_path, dhs_home):
                        env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2, p.stderr
     assert "symbolic links" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_errors_name_the_users_file_not_the_private_work_copy(tmp_path, dhs_home):
+    from provenance.errors import InputError
+
+    src = tmp_path / "broken.jpg"
+    src.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 500)  # a JPEG header and nothing decodable
+    with pytest.raises(InputError) as ei:
+        publish_mod.publish(src, tmp_path / "out.jpg")
+    assert str(src) in ei.value.message and publish_mod._WORK_PREFIX not in ei.value.message
+    assert not (tmp_path / "out.jpg").exists()
