@@ -566,7 +566,7 @@ def cmd_body_reconstruct(args) -> int:
     res = reconstruct_body(Path(args.photo), Path(args.output), mask=Path(args.mask) if args.mask else None,
                            checkpoint=Path(args.checkpoint) if args.checkpoint else None, height_m=args.height,
                            resolution=args.resolution, turntable=not args.no_turntable, sign=not args.no_sign,
-                           passphrase=_read_passphrase(args))
+                           passphrase=_read_passphrase(args), person=args.person)
     for note in res.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.json:
@@ -817,6 +817,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "built-in person segmentation (MediaPipe pose, faces extra)")
     br.add_argument("--checkpoint", help="weights (default: assets/pifu_prior.safetensors, the PIFu with the body "
                                          "prior, when the pose model is installed; else assets/pifu_small.safetensors)")
+    br.add_argument("--person", type=int, default=None, metavar="N",
+                    help="several people in the photo: reconstruct the N-th from the left (default: the largest)")
     br.add_argument("--height", type=float, default=1.7, help="assumed height of the person's silhouette (m)")
     br.add_argument("--resolution", type=int, choices=[128, 256, 512], default=256)
     br.add_argument("--no-turntable", action="store_true")

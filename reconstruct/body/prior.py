@@ -169,12 +169,17 @@ def _process(graph, image: np.ndarray):
     return res
 
 
-def estimate_person(rgb: np.ndarray) -> PersonEstimate:
+MAX_PEOPLE = 4  # people looked for in one photo (each one more run of the pose model)
+
+
+def estimate_person(rgb: np.ndarray, person: int | None = None) -> PersonEstimate:
     """Segmentation + 2-D and 3-D landmarks of the person in ``rgb`` (H, W, 3) uint8.
 
     MediaPipe Pose finds one person (the most prominent); :class:`NoPerson` when it finds none.
-    With several people (the found one hidden, the model looks again) the larger is taken and a
-    note says so; a person touching the frame, or small, gets a note too.
+    It is run again with each person found hidden, up to ``MAX_PEOPLE`` people. ``person=None``
+    takes the largest (a note says so when there are several); ``person=N`` takes the N-th counted
+    from the left (1-based), and :class:`NoPerson` says how many there are when N is out of range.
+    A person touching the frame, or small, gets a note too.
     """
     from PIL import Image
 
@@ -184,6 +189,8 @@ def estimate_person(rgb: np.ndarray) -> PersonEstimate:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
     if rgb.ndim != 3 or rgb.shape[2] not in (3, 4) or rgb.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
+    if person is not None and not (isinstance(person, int) and 1 <= person <= MAX_PEOPLE):
+        raise ValueError(f"person must be 1-{MAX_PEOPLE} (counted from the left), got {person!r}")
     rgb = np.ascontiguousarray(rgb[..., :3])
     H, W = rgb.shape[:2]
     scale = min(1.0, POSE_MAX_SIDE / max(H, W))
@@ -196,22 +203,35 @@ def estimate_person(rgb: np.ndarray) -> PersonEstimate:
     if res.pose_landmarks is None or res.segmentation_mask is None:
         raise NoPerson("no person found in the photo (the pose model found no body)")
     notes = []
-    # more people? the pose model tracks one: hide it and look again; keep the larger one
-    first = np.asarray(res.segmentation_mask) >= MASK_THRESHOLD
-    if first.any():
+    # more people? the pose model tracks one: hide everyone found so far and look again
+    found = [(res, np.asarray(res.segmentation_mask) >= MASK_THRESHOLD)]
+    if found[0][1].any():
         from scipy import ndimage
 
-        hidden = small.copy()
-        hidden[ndimage.binary_dilation(first, iterations=max(2, round(0.02 * max(small.shape[:2]))))] = 128
-        res2 = _process(graph, hidden)
-        if res2.pose_landmarks is not None and res2.segmentation_mask is not None:
-            second = (np.asarray(res2.segmentation_mask) >= MASK_THRESHOLD) & ~first
-            if second.sum() >= 0.3 * first.sum():
-                bigger = second.sum() > first.sum()
-                notes.append("the photo shows more than one person: reconstructing the "
-                             f"{'largest' if bigger else 'most prominent'} one; crop the photo to choose another")
-                if bigger:
-                    res = res2
+        hidden, taken = small.copy(), found[0][1].copy()
+        grow = max(2, round(0.02 * max(small.shape[:2])))
+        while len(found) < MAX_PEOPLE:
+            hidden[ndimage.binary_dilation(found[-1][1], iterations=grow)] = 128
+            r2 = _process(graph, hidden)
+            if r2.pose_landmarks is None or r2.segmentation_mask is None:
+                break
+            m2 = (np.asarray(r2.segmentation_mask) >= MASK_THRESHOLD) & ~taken
+            if m2.sum() < 0.3 * found[0][1].sum():  # nobody else of a comparable size
+                break
+            found.append((r2, m2))
+            taken |= m2
+    if person is not None:
+        order = sorted(found, key=lambda f: float(np.nonzero(f[1])[1].mean()) if f[1].any() else 0.0)
+        if person > len(order):
+            raise NoPerson(f"person {person} asked for, but the photo shows {len(order)} "
+                           f"{'person' if len(order) == 1 else 'people'}")
+        res = order[person - 1][0]
+        if len(order) > 1:
+            notes.append(f"the photo shows {len(order)} people: reconstructing person {person} from the left")
+    elif len(found) > 1:
+        res = max(found, key=lambda f: int(f[1].sum()))[0]
+        notes.append(f"the photo shows {len(found)} people: reconstructing the largest one; "
+                     "--person N (counted from the left) picks another")
     h, w = small.shape[:2]
     lm = np.array([[p.x * w, p.y * h] for p in res.pose_landmarks.landmark], np.float64) / scale
     vis = np.array([p.visibility for p in res.pose_landmarks.landmark], np.float64)

@@ -148,7 +148,9 @@ def write_mp4(frames, path: Path, fps: int = 24, crf: int = 18) -> Path:
 def reconstruct_body(photo: Path, out: Path, *, mask: Path | None = None, checkpoint: Path | None = None,
                      height_m: float = 1.7, resolution: int = 256, turntable: bool = True, frames: int = 48,
                      sign: bool = True, registry=None, identity=None, passphrase: str | None = None,
-                     ) -> BodyResult:
+                     person: int | None = None) -> BodyResult:
+    """``person``: with several people in the photo, the N-th from the left (1-based; default the
+    largest); needs the pose model."""
     from reconstruct._deps import MissingExtra
 
     out = Path(out)
@@ -171,6 +173,10 @@ def reconstruct_body(photo: Path, out: Path, *, mask: Path | None = None, checkp
         if not pose_ok:
             notes.append("the pose model (faces extra) is not installed: no body prior and no built-in "
                          "segmentation, reconstructing with the plain PIFu")
+    if person is not None and not pose_ok:
+        raise InputError("--person needs the pose model (the faces extra: make install)")
+    if person is not None and not (1 <= person <= body_prior.MAX_PEOPLE):
+        raise InputError(f"--person must be 1-{body_prior.MAX_PEOPLE} (counted from the left), got {person}")
     checkpoint = Path(checkpoint)
     if checkpoint.resolve() == Path(photo).resolve():
         raise InputError("the checkpoint and the photo are the same file")
@@ -189,10 +195,10 @@ def reconstruct_body(photo: Path, out: Path, *, mask: Path | None = None, checkp
             raise InputError(str(e)) from None
         times["load_model"] = round(time.perf_counter() - t0, 2)
         fit = None
-        if pose_ok and (m is None or model.cfg.prior_size):
+        if pose_ok and (m is None or model.cfg.prior_size or person is not None):
             try:
                 t0 = time.perf_counter()
-                est = body_prior.estimate_person(rgb)
+                est = body_prior.estimate_person(rgb, person=person)
                 times["segment_pose"] = round(time.perf_counter() - t0, 2)
                 notes.extend(est.notes)
                 if m is None:

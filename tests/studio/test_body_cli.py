@@ -184,3 +184,18 @@ def test_train_depth_and_depthnet_bad_input(home, tmp_path):
     assert_clean_error(p)
     p = run_cli(["body", "train", tmp_path, "-o", tmp_path / "run3", "--depthnet", bad, "--depth-head"], home)
     assert_clean_error(p, "exclude each other")
+
+
+def test_person_out_of_range_or_invalid(person, home, tmp_path, tiny_ckpt):
+    """--person N: 0 is refused; N beyond the people in the photo is one clear line (here the
+    photo holds no person the pose model finds, or, without it, --person needs it)."""
+    from reconstruct.body.prior import pose_available
+
+    out = _out(tmp_path)
+    p = run_cli(["body", "reconstruct", person / "person.png", "-o", out / "b.glb", "--checkpoint", tiny_ckpt,
+                 "--person", "0"], home)
+    assert_clean_error(p, "--person must be 1-4" if pose_available() else "--person needs the pose model")
+    p = run_cli(["body", "reconstruct", person / "person.png", "-o", out / "b.glb", "--checkpoint", tiny_ckpt,
+                 "--person", "2"], home)
+    assert_clean_error(p, "no person" if pose_available() else "--person needs the pose model")
+    assert_no_partial(out, set())

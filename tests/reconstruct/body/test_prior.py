@@ -204,7 +204,18 @@ def test_photo_edge_cases_get_notes():
     rgb = _sample_rgb()
     two = np.concatenate([rgb, rgb[:, ::-1]], axis=1)  # side by side, one mirrored
     est = prior.estimate_person(two)
-    assert any("more than one person" in n for n in est.notes), est.notes
+    assert any("shows 2 people" in n and "--person" in n for n in est.notes), est.notes
+    # --person N: counted from the left
+    w = rgb.shape[1]
+    left, right = prior.estimate_person(two, person=1), prior.estimate_person(two, person=2)
+    assert np.nonzero(left.mask)[1].mean() < w < np.nonzero(right.mask)[1].mean()
+    assert (left.mask[:, w:].sum() < 0.05 * left.mask.sum()) and (right.mask[:, :w].sum() < 0.05 * right.mask.sum())
+    with pytest.raises(prior.NoPerson, match="shows 2 people"):
+        prior.estimate_person(two, person=3)
+    with pytest.raises(ValueError, match="person must be"):
+        prior.estimate_person(two, person=0)
+    one = prior.estimate_person(rgb, person=1)  # one person: person 1 is it, no note about others
+    assert not any("people" in n for n in one.notes)
     cut = rgb[:300]  # the legs are outside the frame
     est = prior.estimate_person(cut)
     assert any("edge" in n for n in est.notes), est.notes
