@@ -247,3 +247,31 @@ class Database:
         """SQLite: write-ahead log, so readers never block the writer (no-op on PostgreSQL)."""
         if not self.postgres:
             con.execute("PRAGMA journal_mode=WAL")
+
+    def init_schema(self, tables: str, *, meta: str, version: int, kind: str, migrate=None) -> None:
+        """Create ``tables`` (idempotent SQL) and the ``schema`` row of the ``meta`` table under one
+        lock; refuse a database whose schema is newer than ``version``; call ``migrate(con,
+        stored_version)`` (it runs every time: idempotent steps) and record ``version``. A SQLite
+        file that is not a database is one RegistryError: "... is corrupt or not a dhstudio
+        ``kind``"."""
+        try:
+            with self.connect() as con:
+                self.set_wal(con)
+                with con.transaction(lock=f"dhstudio.{meta}.schema"):
+                    con.executescript(tables)
+                    con.execute(f"INSERT INTO {meta}(key, value) VALUES('schema', ?) ON CONFLICT(key) DO NOTHING",
+                                (str(version),))
+                    row = con.execute(f"SELECT value FROM {meta} WHERE key='schema'").fetchone()
+                    stored = int(row[0]) if row and str(row[0]).isdigit() else None
+                    if stored is None or stored > version:
+                        raise RegistryError(f"{self.what} {self.name} has schema {row and row[0]}, "
+                                            f"newer than this dhstudio ({version})")
+                    if migrate is not None:
+                        migrate(con, stored)
+                    if stored < version:
+                        con.execute(f"UPDATE {meta} SET value=? WHERE key='schema'", (str(version),))
+        except DatabaseError as e:
+            if self.postgres or e.code == "db.unreachable":
+                raise
+            raise RegistryError(f"{self.what} {self.name} is corrupt or not a dhstudio {kind} ({e.reason}); "
+                                "move it aside to start a new one") from None

@@ -97,30 +97,12 @@ class Registry:
         return f"Registry({self.db.name!r})"
 
     def _init_schema(self) -> None:
-        try:
-            with self.db.connect() as con:
-                self.db.set_wal(con)
-                with con.transaction(lock="dhstudio.registry.schema"):
-                    con.executescript(_TABLES)
-                    con.execute("INSERT INTO meta(key, value) VALUES('schema', ?) ON CONFLICT(key) DO NOTHING",
-                                (str(SCHEMA_VERSION),))
-                    row = con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                    version = int(row[0]) if row and str(row[0]).isdigit() else None
-                    if version is None or version > SCHEMA_VERSION:
-                        raise RegistryError(
-                            f"registry {self.db.name} has schema {row and row[0]}, "
-                            f"newer than this dhstudio ({SCHEMA_VERSION})")
-                    if version < 2 and "manifest_id" not in con.columns("records"):
-                        con.execute("ALTER TABLE records ADD COLUMN manifest_id TEXT")
-                    con.executescript(_INDEXES)
-                    if version < SCHEMA_VERSION:
-                        con.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
-        except db.DatabaseError as e:
-            if self.db.postgres or e.code == "db.unreachable":
-                raise
-            raise RegistryError(
-                f"registry {self.db.name} is corrupt or not a dhstudio registry ({e.reason}); "
-                "move it aside to start a new one") from None
+        def migrate(con, stored: int) -> None:
+            if stored < 2 and "manifest_id" not in con.columns("records"):  # v1 files: add the column
+                con.execute("ALTER TABLE records ADD COLUMN manifest_id TEXT")
+            con.executescript(_INDEXES)
+
+        self.db.init_schema(_TABLES, meta="meta", version=SCHEMA_VERSION, kind="registry", migrate=migrate)
 
     # -- API --------------------------------------------------------------
     def new_id(self) -> int:

@@ -17,6 +17,8 @@ EXTRA_OF = {
     "mcubes": "body",
     "safetensors": "body",
     "tqdm": "body",
+    "pyarrow": "batch",
+    "ray": "batch",
 }
 
 

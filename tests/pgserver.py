@@ -17,11 +17,12 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tests.live import free_port
 
 
 def find_bin_dir() -> Path | None:
@@ -34,12 +35,6 @@ def find_bin_dir() -> Path | None:
         if c and (Path(c) / "initdb").is_file() and (Path(c) / "pg_ctl").is_file():
             return Path(c)
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PgServer:
@@ -78,7 +73,7 @@ class PgServer:
         self._run("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync",
                   "--encoding=UTF8", "--locale=C")
         for attempt in range(3):  # the free port may be taken between probing and binding it
-            self.port = _free_port()
+            self.port = free_port()
             opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.dir} "
                     "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
             try:

@@ -315,7 +315,7 @@ def create_app(*, max_upload_bytes: int = MAX_UPLOAD_BYTES, workers: int = 2, qu
     verify_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dhstudio-verify")
     sync_lock = asyncio.Lock()
     identity = {"obj": signer}
-    identity_lock = threading.Lock()
+    lazy_lock = threading.Lock()
 
     def run_verify(path: Path, annotate: Path | None) -> dict:
         opts = dataclasses.replace(options, annotate=annotate) if annotate is not None else options
@@ -530,17 +530,23 @@ def create_app(*, max_upload_bytes: int = MAX_UPLOAD_BYTES, workers: int = 2, qu
 
     # -- signing -------------------------------------------------------------------------------
     def _identity():
-        with identity_lock:
+        with lazy_lock:
             if identity["obj"] is None:
                 from provenance.keys import load_identity
 
                 identity["obj"] = load_identity(passphrase=passphrase, create=False)
             return identity["obj"]
 
-    def _registry():
-        from provenance.registry import Registry
+    registry_cache: dict = {}
 
-        return Registry(registry_target) if registry_target else Registry()
+    def _registry():
+        """The registry, opened (schema checked) on first use and kept: it connects per call."""
+        with lazy_lock:
+            if "reg" not in registry_cache:
+                from provenance.registry import Registry
+
+                registry_cache["reg"] = Registry(registry_target) if registry_target else Registry()
+            return registry_cache["reg"]
 
     def _bearer(request: Request) -> str:
         key = client_key(request)

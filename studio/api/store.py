@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 from provenance import db
-from provenance.errors import RegistryError
 
 SCHEMA_VERSION = 1
 TOKEN_PREFIX = "dhs_"
@@ -101,22 +100,7 @@ class Store:
                               timeout_s=timeout_s)
         self.path = self.db.path  # None on PostgreSQL
         self.timeout_s = timeout_s
-        try:
-            with self.db.connect() as con:
-                self.db.set_wal(con)
-                with con.transaction(lock="dhstudio.service.schema"):
-                    con.executescript(_SCHEMA)
-                    con.execute("INSERT INTO service_meta(key, value) VALUES('schema', ?) ON CONFLICT(key) DO NOTHING",
-                                (str(SCHEMA_VERSION),))
-                    row = con.execute("SELECT value FROM service_meta WHERE key='schema'").fetchone()
-                    if row is None or not str(row[0]).isdigit() or int(row[0]) > SCHEMA_VERSION:
-                        raise RegistryError(f"service database {self.db.name} has schema {row and row[0]}, "
-                                            f"newer than this dhstudio ({SCHEMA_VERSION})")
-        except db.DatabaseError as e:
-            if self.db.postgres or e.code == "db.unreachable":
-                raise
-            raise RegistryError(f"service database {self.db.name} is corrupt or not a dhstudio database "
-                                f"({e.reason}); move it aside to start a new one") from None
+        self.db.init_schema(_SCHEMA, meta="service_meta", version=SCHEMA_VERSION, kind="database")
 
     def _run(self, sql: str, args: tuple = (), *, fetch: str | None = None):
         with self.db.connect() as con:

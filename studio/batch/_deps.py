@@ -7,17 +7,19 @@ line); the original ImportError is named in it.
 
 from __future__ import annotations
 
-import importlib
-
 from provenance.errors import InputError
+from reconstruct._deps import MissingExtra
+from reconstruct._deps import require as _require
 
 INSTALL_HINT = "pip install 'dhstudio[batch]' (make install does)"
 
 
 def require(name: str, what: str):
-    """Import ``name`` or raise InputError(code="batch.missing_extra") naming the batch extra."""
+    """The house's ``reconstruct._deps.require``, its MissingExtra turned into the CLI's
+    InputError(code="batch.missing_extra") naming the batch extra."""
     try:
-        return importlib.import_module(name)
-    except ImportError as e:
-        raise InputError(f"{what} needs {name.split('.')[0]} ({e}); install the batch extra: {INSTALL_HINT}",
+        return _require(name)
+    except MissingExtra as e:
+        cause = e.__context__ or e  # the ImportError itself
+        raise InputError(f"{what} needs {name.split('.')[0]} ({cause}); install the batch extra: {INSTALL_HINT}",
                          code="batch.missing_extra") from None

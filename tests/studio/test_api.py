@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import io
-import socket
-import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +14,7 @@ uvicorn = pytest.importorskip("uvicorn", reason="the service extra (uvicorn) is 
 httpx = pytest.importorskip("httpx", reason="the service extra (httpx) is not installed")
 
 from studio.api.app import create_app  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.live import live_server, tiny_mp4  # noqa: E402
 
 
 @pytest.fixture()
@@ -34,18 +26,8 @@ def server(tmp_path, monkeypatch):
     uploads.mkdir()
     app = create_app(max_upload_bytes=2_000_000, workers=1, queue=2, tmp_root=uploads,
                      options=VerifyOptions(content=False, registry=None))
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.02)
-    assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", uploads
-    srv.should_exit = True
-    t.join(10)
+    with live_server(app) as base:
+        yield base, uploads
 
 
 def _png() -> bytes:
@@ -57,20 +39,7 @@ def _png() -> bytes:
 
 
 def _mp4() -> bytes:
-    import av
-
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        st = out.add_stream("libx264", rate=10)
-        st.width, st.height, st.pix_fmt = 64, 48, "yuv420p"
-        for i in range(10):
-            fr = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")
-            fr.pts, fr.time_base = i, Fraction(1, 10)
-            for p in st.encode(fr):
-                out.mux(p)
-        for p in st.encode():
-            out.mux(p)
-    return buf.getvalue()
+    return tiny_mp4()
 
 
 def test_health_metrics_and_docs(server):

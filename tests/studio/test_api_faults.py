@@ -9,7 +9,6 @@ import contextlib
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,17 +23,12 @@ uvicorn = pytest.importorskip("uvicorn", reason="the service extra (uvicorn) is 
 httpx = pytest.importorskip("httpx", reason="the service extra (httpx) is not installed")
 
 from studio.api.app import RESTART_REASON, create_app  # noqa: E402
+from tests.live import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 # ----------------------------------------------------------------------------- helpers (shared)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Served:
@@ -205,14 +199,14 @@ def test_a_database_corrupted_while_the_server_runs_fails_requests_cleanly(tmp_p
     """The job store's file (and then the registry's) overwritten under a running server: requests
     that need them answer a 5xx with a JSON one-line reason, and the server stays up."""
     from detect.verifier import VerifyOptions
-    from tests.studio.test_api_sign import live
+    from tests.live import live_server
 
     home = tmp_path / "home"
     monkeypatch.setenv("DHSTUDIO_HOME", str(home))
     up = tmp_path / "up"
     up.mkdir()
     app = create_app(workers=1, queue=1, tmp_root=up, options=VerifyOptions(content=False))
-    with live(app) as base:
+    with live_server(app, log_level="info") as base:
         r = httpx.post(base + "/v1/verify", files={"file": ("a.jpg", jpeg_scene(), "image/jpeg")})
         assert r.status_code == 200, r.text
         job = r.json()["report"]
@@ -350,7 +344,7 @@ def test_a_short_load_fails_nothing_but_deliberately(tmp_path, monkeypatch):
     import importlib.util
 
     from detect.verifier import VerifyOptions
-    from tests.studio.test_api_sign import live
+    from tests.live import live_server
 
     spec = importlib.util.spec_from_file_location("service_load", REPO / "benchmarks" / "service_load.py")
     load = importlib.util.module_from_spec(spec)
@@ -361,7 +355,7 @@ def test_a_short_load_fails_nothing_but_deliberately(tmp_path, monkeypatch):
     app = create_app(workers=1, queue=2, tmp_root=up, options=VerifyOptions(content=False, registry=None))
     images = [("a.jpg", jpeg_scene(1), "image/jpeg"), ("b.png", png_noise(128), "image/png")]
     videos = [("c.mp4", mp4_flat(), "video/mp4")]
-    with live(app) as base:
+    with live_server(app, log_level="info") as base:
         res = load.run_load(base, clients=10, duration_s=5.0, video_share=0.3, poll_s=0.25, drain_s=60.0,
                             corpus_=(images, videos))
         assert httpx.get(base + "/healthz").status_code == 200

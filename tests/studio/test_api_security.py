@@ -15,16 +15,15 @@ import threading
 import time
 import uuid
 import zlib
-from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("fastapi", reason="the service extra (fastapi) is not installed")
 httpx = pytest.importorskip("httpx", reason="the service extra (httpx) is not installed")
 psutil = pytest.importorskip("psutil", reason="psutil (memory sampling) is not installed")
 
+from tests.live import tiny_mp4  # noqa: E402
 from tests.studio.test_api_faults import jpeg_scene, png_noise, serve, uploads_left, wait_job  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -301,20 +300,7 @@ def mp4_bomb(w: int = 16_000, h: int = 16_000) -> bytes:
     """A 2 KB MP4 (H.264, moov after mdat) whose frames decode as ``w`` x ``h``: FFmpeg accepts up
     to about 16,000 x 16,000 and then allocates 384 MB a frame (decoding two frames of this file
     takes 2 GB). PyAV reports the size from the SPS."""
-    import av
-
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        st = out.add_stream("libx264", rate=10)
-        st.width, st.height, st.pix_fmt = 64, 48, "yuv420p"
-        for i in range(5):
-            fr = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 40, np.uint8), format="rgb24")
-            fr.pts, fr.time_base = i, Fraction(1, 10)
-            for p in st.encode(fr):
-                out.mux(p)
-        for p in st.encode():
-            out.mux(p)
-    return _patch_boxes(buf.getvalue(), w, h)
+    return _patch_boxes(tiny_mp4(n=5, step=40), w, h)
 
 
 def test_the_bombs_declare_what_they_claim():

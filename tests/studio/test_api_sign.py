@@ -4,11 +4,8 @@ with their annotated file and HTML, and per-client rate limits, against a live u
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import logging
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -20,33 +17,10 @@ uvicorn = pytest.importorskip("uvicorn", reason="the service extra (uvicorn) is 
 httpx = pytest.importorskip("httpx", reason="the service extra (httpx) is not installed")
 
 from studio.api.app import create_app  # noqa: E402
+from tests.live import live_server  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 REAL_FACES = SHARED / "faces_fake_public" / "real"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def live(app):
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    for _ in range(300):
-        if srv.started:
-            break
-        time.sleep(0.02)
-    assert srv.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        t.join(15)
 
 
 @pytest.fixture()
@@ -86,7 +60,7 @@ def test_sign_needs_a_valid_unrevoked_token_and_never_shows_the_key(home, tmp_pa
     assert b"PRIVATE KEY" in key_pem
     app = create_app(workers=1, queue=1, tmp_root=tmp_path, options=_no_content(), auth_failures_per_minute=50)
     caplog.set_level(logging.DEBUG)
-    with live(app) as base:
+    with live_server(app, log_level="info") as base:
         f = {"file": ("x.jpg", _jpeg(), "image/jpeg")}
         assert httpx.post(base + "/v1/sign", files=f).status_code == 401
         assert httpx.post(base + "/v1/sign", files=f, headers={"Authorization": "Basic abc"}).status_code == 401
@@ -119,7 +93,7 @@ def test_token_guessing_is_rate_limited(home, tmp_path):
 
     token, _ = open_store().create_token("pipeline")
     app = create_app(workers=1, queue=1, tmp_root=tmp_path, options=_no_content(), auth_failures_per_minute=5)
-    with live(app) as base:
+    with live_server(app, log_level="info") as base:
         codes = []
         for i in range(8):
             guess = f"dhs_{i:012x}_" + "A" * 43
@@ -141,7 +115,7 @@ def test_soft_binding_resolution_finds_the_manifest_of_a_stripped_file(home, tmp
 
     token, _ = open_store().create_token("pipeline")
     app = create_app(workers=1, queue=1, tmp_root=tmp_path, options=_no_content())
-    with live(app) as base:
+    with live_server(app, log_level="info") as base:
         algs = httpx.get(base + "/services/supportedAlgorithms").json()
         alg = "io.dhstudio.watermark.image.v2"
         assert {"alg": alg} in algs["watermarks"] and {"alg": "io.dhstudio.watermark.image.v1"} in algs["watermarks"]
@@ -178,7 +152,7 @@ def test_soft_binding_resolution_finds_the_manifest_of_a_stripped_file(home, tmp
 
 def test_per_client_rate_limit(home, tmp_path):
     app = create_app(workers=1, queue=1, tmp_root=tmp_path, options=_no_content(), rate_limit_per_minute=4)
-    with live(app) as base:
+    with live_server(app, log_level="info") as base:
         codes = [httpx.get(base + "/v1/jobs/nope").status_code for _ in range(6)]
         assert codes[:4] == [404] * 4 and codes[4:] == [429, 429]
         r = httpx.get(base + "/v1/jobs/nope")
@@ -247,7 +221,7 @@ def test_reports_have_an_annotated_file_and_html(home, tmp_path, tiny_weights):
     app = create_app(workers=1, queue=1, tmp_root=tmp_path / "up", options=opts, files_dir=tmp_path / "files",
                      job_ttl_s=60)
     (tmp_path / "up").mkdir()
-    with live(app) as base:
+    with live_server(app, log_level="info") as base:
         r = httpx.post(base + "/v1/verify", files={"file": ("face.jpg", _face_image(), "image/jpeg")}).json()
         assert r["verdict"]["content"]["status"] == "ok" and r["annotated_url"]
         img = httpx.get(base + r["annotated_url"])
@@ -280,7 +254,7 @@ def test_a_killed_worker_fails_its_job_and_the_next_job_runs(home, tmp_path, tin
 
     opts = VerifyOptions(detector_weights=tiny_weights, registry=None, max_frames=400)
     app = create_app(workers=1, queue=2, tmp_root=tmp_path, options=opts, files_dir=tmp_path / "files")
-    with live(app) as base:
+    with live_server(app, log_level="info") as base:
         job = httpx.post(base + "/v1/verify", files={"file": ("c.mp4", _face_clip(120), "video/mp4")}).json()["job"]
         _wait(base, job, states=("running", "finished", "failed"))
         procs = list(app.state.jobs.pool._processes.values())
@@ -304,7 +278,7 @@ def test_a_restart_ends_the_jobs_left_in_the_queue(home, tmp_path):
     st.add_job("q" * 32, kind="verify", media_type="video/mp4", size=1)
     st.add_job("r" * 32, kind="verify", media_type="video/mp4", size=1, state="running")
     app = create_app(workers=1, queue=1, tmp_root=tmp_path, options=_no_content())
-    with live(app) as base:
+    with live_server(app, log_level="info") as base:
         for j in ("q" * 32, "r" * 32):
             s = httpx.get(f"{base}/v1/jobs/{j}").json()
             assert s["state"] == "failed" and s["error"] == RESTART_REASON

@@ -16,9 +16,6 @@ import base64
 import io
 import os
 import re
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -38,11 +35,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 HOSTILE = '<img src=x id=pwned onerror="window.pwned=1">'
 WAIT_MS = 30_000
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.live import live_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -92,18 +85,8 @@ def base(media):
         uploads.mkdir()
         app = create_app(max_upload_bytes=2_000_000, workers=1, queue=2, tmp_root=uploads,
                          files_dir=media["dir"] / "files")
-        port = _free_port()
-        srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        t = threading.Thread(target=srv.run, daemon=True)
-        t.start()
-        for _ in range(500):
-            if srv.started:
-                break
-            time.sleep(0.02)
-        assert srv.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-        srv.should_exit = True
-        t.join(10)
+        with live_server(app) as base:
+            yield base
 
 
 @pytest.fixture(scope="module")
