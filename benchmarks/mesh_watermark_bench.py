@@ -32,7 +32,8 @@ import trimesh  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from provenance.watermark.mesh import decode_mesh_file, decode_vertices, embed_vertices  # noqa: E402
+from provenance.watermark import mesh as wm_mesh  # noqa: E402
+from provenance.watermark.mesh import decode_vertices, embed_vertices  # noqa: E402
 from tests.provenance.test_watermark_mesh import (  # noqa: E402
     MAKEHUMAN, blob, bumpy_sphere, makehuman, primitive, unmarked_set,
 )
@@ -69,18 +70,19 @@ def reexport(v, f, chain, tmp: Path):
         nxt = tmp / f"step{i}.{ext}"
         trimesh.load(str(path)).export(str(nxt))
         path = nxt
-    return decode_mesh_file(path)
+    v2, f2, _ = wm_mesh._world(wm_mesh._parts(wm_mesh._load(path)))  # as decode_mesh_file reads it
+    return v2, f2
 
 
 def attack_noise(v, f, rng):
     sigma = 0.1 / 1700.0 * _extent(v)  # 0.1 mm on a 1.7 m body, per coordinate
-    return decode_vertices(v + rng.normal(0, sigma, v.shape), f)
+    return v + rng.normal(0, sigma, v.shape), f
 
 
 def attack_smooth(v, f, rng):
     m = trimesh.Trimesh(v, f, process=False)
     trimesh.smoothing.filter_laplacian(m, lamb=0.2, iterations=1)
-    return decode_vertices(m.vertices, m.faces)
+    return np.asarray(m.vertices), np.asarray(m.faces)
 
 
 def _open3d():
@@ -92,13 +94,13 @@ def attack_decimate(v, f, rng):
     o3d = _open3d()
     m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(v), o3d.utility.Vector3iVector(f))
     d = m.simplify_quadric_decimation(target_number_of_triangles=len(f) // 2)
-    return decode_vertices(np.asarray(d.vertices), np.asarray(d.triangles))
+    return np.asarray(d.vertices), np.asarray(d.triangles)
 
 
 def attack_subdivide(v, f, rng):
     """Re-triangulation that keeps the shape exactly: every triangle cut into 4 (edge midpoints)."""
     nv, nf = trimesh.remesh.subdivide(v, f)
-    return decode_vertices(nv, nf)
+    return nv, nf
 
 
 def attack_remesh(v, f, rng):
@@ -108,27 +110,27 @@ def attack_remesh(v, f, rng):
     nv, nf = trimesh.remesh.subdivide(v, f)
     m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(nv), o3d.utility.Vector3iVector(nf))
     d = m.simplify_quadric_decimation(target_number_of_triangles=len(f))
-    return decode_vertices(np.asarray(d.vertices), np.asarray(d.triangles))
+    return np.asarray(d.vertices), np.asarray(d.triangles)
 
 
 def attacks(tmp: Path):
     def reorder(v, f, rng):
         p = rng.permutation(len(v))
-        return decode_vertices(v[p], np.argsort(p)[f][rng.permutation(len(f))])
+        return v[p], np.argsort(p)[f][rng.permutation(len(f))]
 
     def rotate(v, f, rng):
         q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-        return decode_vertices((v @ q.T).astype(np.float32), f)
+        return (v @ q.T).astype(np.float32), f
 
     out = {
-        "none": lambda v, f, rng: decode_vertices(v, f),
+        "none": lambda v, f, rng: (v, f),
         "ply>obj>glb>ply>obj": lambda v, f, rng: reexport(v, f, ["obj", "glb", "ply", "obj"], tmp),
         "ply>glb": lambda v, f, rng: reexport(v, f, ["glb"], tmp),
         "ply>obj": lambda v, f, rng: reexport(v, f, ["obj"], tmp),
         "reorder": reorder,
-        "scale x0.01": lambda v, f, rng: decode_vertices(v * 0.01, f),
-        "scale x100": lambda v, f, rng: decode_vertices(v * 100.0, f),
-        "translate": lambda v, f, rng: decode_vertices(v + rng.normal(0, 10 * _extent(v), 3), f),
+        "scale x0.01": lambda v, f, rng: (v * 0.01, f),
+        "scale x100": lambda v, f, rng: (v * 100.0, f),
+        "translate": lambda v, f, rng: (v + rng.normal(0, 10 * _extent(v), 3), f),
         "rotate (float32)": rotate,
         "noise 0.1 mm": attack_noise,
         "laplacian 0.2 x1": attack_smooth,
@@ -155,7 +157,7 @@ def timing():
     r = decode_vertices(nv, f)
     t2 = time.perf_counter()
     assert r.found
-    return {"timing_vertices": len(v), "unique_vertices": stats["unique_vertices"],
+    return {"timing_vertices": len(v), "timing_faces": len(f), "timing_algorithm": stats["algorithm"],
             "embed_s": round(t1 - t0, 3), "decode_s": round(t2 - t1, 3)}
 
 
@@ -167,57 +169,91 @@ def main():
                       "date": time.strftime("%Y-%m-%d"), "threads": os.environ.get("OMP_NUM_THREADS"),
                       "command": "python " + " ".join(sys.argv)}))
     rng = np.random.default_rng(2024)
-    results: dict[str, list] = {}
-    disp_mm, n_marked = [], 0
+    marks = {  # name -> (embed, decode): today's public mark, and v1 (the mark before issue 18)
+        "v2": (embed_vertices, decode_vertices),
+        "v1": (lambda v, f, i: wm_mesh._embed_v1(v, f, i), lambda v, f: wm_mesh._decode_v1(v, f)),
+    }
+    results: dict[tuple[str, str], list] = {}
+    disp_mm: dict[str, list] = {m: [] for m in marks}
+    embed_s: dict[str, list] = {m: [] for m in marks}
+    algs: list[str] = []
     wrong_key_hits = 0
+    n_marked = 0
     with tempfile.TemporaryDirectory() as td:
         atk = attacks(Path(td))
         for name, v, f in marked_meshes(args.quick):
             wm_id = int(rng.integers(0, 1 << 48))
-            try:
-                nv, stats = embed_vertices(v, f, wm_id)
-            except Exception as e:  # report, do not hide
-                print(json.dumps({"mesh": name, "embed_error": str(e)}))
+            marked = {}
+            for mk, (emb, _) in marks.items():
+                t0 = time.perf_counter()
+                try:
+                    nv, stats = emb(v, f, wm_id)
+                except Exception as e:  # report, do not hide
+                    print(json.dumps({"mesh": name, "mark": mk, "embed_error": str(e)}))
+                    continue
+                embed_s[mk].append(time.perf_counter() - t0)
+                marked[mk] = nv
+                disp_mm[mk].append(stats["max_displacement_mm_at_1p7m"])
+                if mk == "v2":
+                    algs.append(stats["algorithm"])
+                print(json.dumps({"mesh": name, "mark": mk, "vertices": len(v), "faces": len(f),
+                                  "algorithm": stats["algorithm"], "v2_skipped": stats.get("v2_skipped"),
+                                  "max_disp_mm_1p7m": round(stats["max_displacement_mm_at_1p7m"], 4),
+                                  "mean_disp_mm_1p7m": round(stats["mean_displacement"] / _extent(v) * 1700, 4),
+                                  "embed_bit_errors": stats["bit_errors"],
+                                  "embed_s": round(embed_s[mk][-1], 2)}))
+            if "v2" not in marked:
                 continue
             n_marked += 1
-            disp_mm.append(stats["max_displacement_mm_at_1p7m"])
-            print(json.dumps({"mesh": name, "vertices": len(v), "unique": stats["unique_vertices"],
-                              "max_disp_mm_1p7m": round(stats["max_displacement_mm_at_1p7m"], 4),
-                              "mean_disp_mm_1p7m": round(stats["mean_displacement"] / _extent(v) * 1700, 4),
-                              "embed_bit_errors": stats["bit_errors"]}))
-            wrong_key_hits += decode_vertices(nv, f, key=b"some other key").found
+            wrong_key_hits += decode_vertices(marked["v2"], f, key=b"some other key").found
             for a, fn in atk.items():
-                try:
-                    r = fn(nv, f, rng)
-                    ok, be = bool(r.found and r.id == wm_id), r.bit_errors
-                    wrong = bool(r.found and r.id != wm_id)
-                except Exception as e:
-                    ok, be, wrong = False, None, False
-                    print(json.dumps({"mesh": name, "attack": a, "error": str(e)}))
-                results.setdefault(a, []).append((ok, be, wrong))
-                print(json.dumps({"mesh": name, "attack": a, "recovered": ok, "bit_errors": be}))
+                for mk, nv in marked.items():
+                    try:
+                        av, af = fn(nv, f, rng)
+                        r = marks[mk][1](av, af)
+                        ok, be = bool(r.found and r.id == wm_id), r.bit_errors
+                        wrong = bool(r.found and r.id != wm_id)
+                    except Exception as e:
+                        ok, be, wrong = False, None, False
+                        print(json.dumps({"mesh": name, "mark": mk, "attack": a, "error": str(e)}))
+                    results.setdefault((a, mk), []).append((ok, be, wrong))
+                    print(json.dumps({"mesh": name, "mark": mk, "attack": a, "recovered": ok, "bit_errors": be}))
     unmarked = unmarked_set()
+    t0 = time.perf_counter()
     fp = sum(decode_vertices(v, f).found for _, v, f in unmarked)
+    unmarked_s = (time.perf_counter() - t0) / len(unmarked)
     summary = {"marked_meshes": n_marked, "unmarked_meshes": len(unmarked), "unmarked_false_positives": fp,
                "wrong_key_decodes": n_marked, "wrong_key_false_positives": wrong_key_hits,
-               "max_disp_mm_1p7m": round(max(disp_mm), 4), "median_max_disp_mm_1p7m": round(float(np.median(disp_mm)), 4)}
+               "v2_embedded": sum(a == wm_mesh.ALGORITHM for a in algs),
+               "false_positive_bound": wm_mesh.FALSE_POSITIVE_BOUND,
+               "mean_unmarked_decode_s": round(unmarked_s, 3)}
+    for mk in marks:
+        summary[f"{mk}_max_disp_mm_1p7m"] = round(max(disp_mm[mk]), 4)
+        summary[f"{mk}_median_embed_s"] = round(float(np.median(embed_s[mk])), 2)
     summary.update(timing())
     print(json.dumps(summary))
     print()
-    print("| attack | recovered | rate | median channel-bit errors (of 258) when found |")
+    print("| attack | v2 (today) recovered | v1 (before) recovered | v2 median channel-bit errors (of 258) |")
     print("|---|---|---|---|")
-    for a, rows in results.items():
-        k = sum(r[0] for r in rows)
-        bes = [r[1] for r in rows if r[0] and r[1] is not None]
+    for a in atk:
+        cells = []
+        for mk in marks:
+            rows = results.get((a, mk), [])
+            k = sum(r[0] for r in rows)
+            wrong = sum(r[2] for r in rows)
+            note = f" ({wrong} wrong id)" if wrong else ""
+            cells.append(f"{k}/{len(rows)} ({k / max(len(rows), 1):.0%}){note}")
+        bes = [r[1] for r in results.get((a, "v2"), []) if r[0] and r[1] is not None]
         med = f"{np.median(bes):.0f}" if bes else "-"
-        wrong = sum(r[2] for r in rows)
-        note = f" ({wrong} wrong id)" if wrong else ""
-        print(f"| {a} | {k}/{len(rows)}{note} | {k / len(rows):.0%} | {med} |")
+        print(f"| {a} | {cells[0]} | {cells[1]} | {med} |")
     print()
-    print(f"Unmarked meshes: {fp}/{len(unmarked)} reported found; marked meshes with a wrong key: "
-          f"{wrong_key_hits}/{n_marked}. Max displacement {summary['max_disp_mm_1p7m']} mm on a 1.7 m-"
-          f"normalised mesh (cap 0.5 mm). Embed {summary['embed_s']} s, decode {summary['decode_s']} s "
-          f"for {summary['timing_vertices']} vertices on one core.")
+    print(f"v2 embedded on {summary['v2_embedded']}/{n_marked} meshes (the rest fell back to v1). "
+          f"Unmarked meshes: {fp}/{len(unmarked)} reported found; marked meshes with a wrong key: "
+          f"{wrong_key_hits}/{n_marked}. Max displacement v2 {summary['v2_max_disp_mm_1p7m']} mm, "
+          f"v1 {summary['v1_max_disp_mm_1p7m']} mm on a 1.7 m-normalised mesh (cap 0.5 mm). "
+          f"Median embed v2 {summary['v2_median_embed_s']} s, v1 {summary['v1_median_embed_s']} s; "
+          f"timing mesh ({summary['timing_vertices']} vertices): embed {summary['embed_s']} s, decode "
+          f"{summary['decode_s']} s; unmarked decode {summary['mean_unmarked_decode_s']} s mean, one core.")
 
 
 if __name__ == "__main__":

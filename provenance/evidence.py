@@ -154,7 +154,8 @@ def _watermark_section(snap: media.Snapshot) -> WatermarkEvidence:
         elif mt in media.MESH_TYPES:
             from .watermark import mesh as wm_mesh
 
-            res, alg = wm_mesh.decode_mesh_file(snap.data, media_type=mt), wm_mesh.ALGORITHM
+            res = wm_mesh.decode_mesh_file(snap.data, media_type=mt)
+            alg = res.to_dict()["algorithm"]  # the version that was read (v2, or v1)
         elif mt is None:
             return WatermarkEvidence(error=_err("watermark.unsupported_media", "unknown media type: not decoded"))
         else:

@@ -1,37 +1,47 @@
-"""Invisible mesh watermark carrying a 48-bit registry id (``io.dhstudio.watermark.mesh.v1``).
+"""Invisible mesh watermark carrying a 48-bit registry id.
 
-Method: distribution of vertex norms (after Cho, Prost and Jung, "An oblivious watermarking of 3D
-polygonal meshes using distribution of vertex norms", IEEE TSP 2007, method I: bin means).
+Two versions; :func:`embed_vertices` writes v2 when the mesh can carry it and v1 otherwise (the
+stats say which, and why), :func:`decode_vertices` reads both.
 
+``io.dhstudio.watermark.mesh.v2`` (issue 18: survives decimation, re-triangulation, smoothing):
+
+* It reads properties of the SOLID the triangles bound, not of the vertices (``_cells``): the
+  volume centroid, the principal axes of the solid's inertia, the equivalent radius ``s``, and in
+  each of 264 direction cells (soft weights over the sphere of directions from the centroid, in the
+  principal frame) a cube-mean radius ``S_j`` from exact cone volumes and solid angles. Cutting
+  triangles in four keeps these numbers exactly; decimation and remeshing keep them as well as they
+  keep the shape. ``D = S - mean of the 6 neighbouring cells`` removes what is smooth over the
+  sphere (a slightly moved centre, a rescale, a uniform shrink from smoothing).
 * Payload: the image watermark's 80-bit info word (48-bit id + CRC-32, key-scrambled), K=7 rate-1/3
-  convolutional code -> 258 channel bits (see ``_ecc``).
-* Carrier: the UNIQUE vertex positions (float32-rounded; only vertices referenced by a face when
-  faces are given). Their centroid ``c`` and radial distances ``rho = |v - c|`` do not depend on vertex
-  order, on duplicated vertices (seam splits / merges by GLB, OBJ, PLY writers), on translation or
-  rotation; normalising ``rho`` to ``[rho_min, rho_max]`` removes uniform scale.
-* ``[rho_min, rho_max]`` is cut into 258 equal bins; a keyed permutation assigns each bin a channel
-  bit and a keyed sign. Inside bin ``j`` the normalised position ``u`` in [0, 1] is remapped by
-  ``u' = u + clip(u**k - u, -c_j, c_j)`` (monotone, fixes 0 and 1, so bin membership and the extreme
-  vertices do not change; ``c_j`` is the displacement cap in bin units) with ``k`` found by bisection
-  so that the bin mean lands ``ALPHA`` above (bit 1) or below (bit 0) 1/2 (times the keyed sign), or
-  as far as the cap allows. Bins already on the right side by ``ALPHA`` are left alone. Vertices move
-  only radially, so ``|displacement| = |rho' - rho|``.
-* Displacement cap (hard): ``MAX_DISPLACEMENT_REL`` = 0.5 / 1700 of the largest bounding-box side,
-  i.e. 0.5 mm on a 1.7 m body, at any scale. Checked on the returned (float32-representable) array.
-* The centroid moves slightly when vertices move: the embedder iterates (embed the original with the
-  centroid of the previous result) and then runs the decoder on its own output; it raises
-  ``WatermarkError`` if its own decoder would not recover the id.
-* Decoding: soft value per bin = (bin mean - 1/2) / standard error (sample std floored at 0.15,
-  over sqrt(n)); bins with < 2 vertices are erasures. Soft Viterbi, then the CRC-32 check.
+  convolutional code -> 258 channel bits on 258 of the 264 cells (keyed choice and order).
+* Embedding: dithered QIM (keyed dither per cell): each carrying cell's ``D_j`` is moved to the
+  nearest point of its bit's lattice (step ``_step(rung)`` in units of ``s``: half a step is
+  ``V2_FILL`` of the cap for a mesh whose bounding-box side is ``rung`` times ``s``; the rung is
+  chosen from ``V2_STEP_RUNGS``, a smaller one when the larger cannot be set). The vertices move
+  only radially from the centroid by a smooth field, ``sum_j w_j(direction) * a_j``, with every
+  ``|a_j|`` <= the cap, so no vertex moves more than the cap; ``a`` is found by ``V2_ITERS`` damped
+  iterations that re-measure the marked mesh with the decoder's own functions. The embedder decodes
+  its result and falls back to v1 when its own decoder does not recover the id.
+* Needs: faces (>= ``V2_MIN_FACES``), a solid with volume, principal moments at least
+  ``_cells.MIN_EIG_GAP`` apart (a solid of revolution or a sphere-like shape has no stable axes:
+  v1 is used). Mirrored meshes are not read (only the 4 proper sign flips of the axes are tried).
 
-Decision rule and false-positive bound: ``found`` only when the single decoded 80-bit word passes
-the CRC-32 check (one attempt), so P(found | unmarked mesh) <= 2**-32 ~= 2.3e-10
-(``FALSE_POSITIVE_BOUND``). ``confidence`` and ``bit_errors`` have the image watermark's meaning.
+``io.dhstudio.watermark.mesh.v1`` (vertex norms, after Cho, Prost and Jung, IEEE TSP 2007, method
+I: bin means): 258 equal-count bins of the unique vertices' distances to their centroid, each bin's
+mean normalised position pushed above or below 1/2. Survives re-export, reorder, rotation, scale,
+light noise; not decimation or re-triangulation.
 
-Limits: needs ``MIN_VERTICES`` = 30 * 258 unique vertices (fewer: embedding raises
-``WatermarkError``, decoding returns not found with the reason); a mesh whose vertices are all
-(nearly) at the same distance from the centroid (a perfect sphere) has no room for the mark. Not
-designed against remeshing, decimation or cropping (see ``benchmarks/mesh_watermark_bench.py``).
+* Displacement cap (hard, both versions): ``MAX_DISPLACEMENT_REL`` = 0.5 / 1700 of the largest
+  bounding-box side, i.e. 0.5 mm on a 1.7 m body, at any scale; checked on the returned
+  (float32-representable) array.
+* Decision rule and false-positive bound: ``found`` only when a decoded 80-bit word passes its
+  CRC-32 check. The decoder makes at most ``MAX_ATTEMPTS`` = 4 axis-sign hypotheses x 4 QIM steps
+  + 1 v1 reading = 17 checks, so P(found | unmarked mesh) <= 17 * 2**-32 ~= 4.0e-9
+  (``FALSE_POSITIVE_BOUND``). ``confidence`` and ``bit_errors`` have the image watermark's meaning.
+
+Limits: v1 needs ``MIN_VERTICES`` = 30 * 258 unique vertices; v2 needs the faces (a point cloud can
+only carry v1). Neither is designed against cropping a part of the mesh away. Figures:
+``benchmarks/mesh_watermark_bench.py`` and BENCHMARKS.md.
 
 Only numpy at run time; trimesh (the ``body`` extra) is imported lazily by the file helpers.
 """
@@ -45,17 +55,26 @@ import numpy as np
 
 from ..errors import InputError, OutputError, WatermarkError
 from ..media import write_atomic
-from . import _ecc
+from . import _cells, _ecc
 from .image import DEFAULT_KEY, WatermarkResult, _check_id
 
-ALGORITHM = "io.dhstudio.watermark.mesh.v1"
+ALGORITHM = "io.dhstudio.watermark.mesh.v2"
+ALGORITHM_V1 = "io.dhstudio.watermark.mesh.v1"
+ALGORITHMS_READ = (ALGORITHM, ALGORITHM_V1)
 ID_BITS = _ecc.ID_BITS
 N_BINS = _ecc.N_CODED  # one bin per channel bit (258)
 MIN_PER_BIN = 30
 MIN_VERTICES = MIN_PER_BIN * N_BINS  # 7740 unique vertices
 MAX_DISPLACEMENT_REL = 0.5 / 1700.0  # of the largest bounding-box side: 0.5 mm on a 1.7 m body
 ALPHA = 0.1  # target offset of a bin mean from 1/2 (bin units)
-MAX_ATTEMPTS = 1
+# v2: 4 sign hypotheses of the principal axes x 4 QIM steps; then one v1 reading. Each is one
+# CRC-32 check of one decoded word.
+V2_STEP_RUNGS = (1.5, 2.25, 3.375, 5.0625)  # bounding-box side / equivalent radius, see _step
+V2_FILL = 0.6  # the largest move a cell may need (half a QIM step) as a share of the cap
+V2_ITERS = 10
+V2_GAIN = 0.7
+V2_MIN_FACES = 2000
+MAX_ATTEMPTS = len(_cells.FLIPS) * len(V2_STEP_RUNGS) + 1
 FALSE_POSITIVE_BOUND = MAX_ATTEMPTS * 2.0 ** -_ecc.CRC_BITS
 MIN_REL_RANGE = 1e-4  # (rho_max - rho_min) / rho_max below this: no room (sphere-like)
 _SE_FLOOR = 0.15
@@ -74,7 +93,7 @@ class MeshWatermarkResult(WatermarkResult):
 
     def to_dict(self) -> dict:
         d = super().to_dict()
-        d["algorithm"] = ALGORITHM
+        d["algorithm"] = self.detail.get("algorithm", ALGORITHM)
         return d
 
 
@@ -232,9 +251,9 @@ def _embed_unique(vu: np.ndarray, c: np.ndarray, target_sign: np.ndarray, cap: f
     return c + (vu - c) * scale[:, None]
 
 
-def embed_vertices(vertices, faces, wm_id: int, key: bytes = DEFAULT_KEY, *,
-                   alpha: float = ALPHA) -> tuple[np.ndarray, dict]:
-    """Watermark a triangle mesh's geometry.
+def _embed_v1(vertices, faces, wm_id: int, key: bytes = DEFAULT_KEY, *,
+              alpha: float = ALPHA) -> tuple[np.ndarray, dict]:
+    """Watermark a triangle mesh's geometry with the v1 (vertex-norm) mark.
 
     Args:
         vertices: (N, 3) float array.
@@ -305,7 +324,7 @@ def embed_vertices(vertices, faces, wm_id: int, key: bytes = DEFAULT_KEY, *,
     if max_disp > cap_abs:  # never expected: the radial delta is clipped to cap < cap_abs
         raise WatermarkError(f"internal error: displacement {max_disp:g} exceeds the cap {cap_abs:g}")
     stats = {
-        "algorithm": ALGORITHM,
+        "algorithm": ALGORITHM_V1,
         "max_displacement": max_disp,
         "max_displacement_rel": max_disp / extent,
         "max_displacement_mm_at_1p7m": max_disp / extent * 1700.0,
@@ -320,8 +339,8 @@ def embed_vertices(vertices, faces, wm_id: int, key: bytes = DEFAULT_KEY, *,
     return out.astype(out_dtype), stats
 
 
-def decode_vertices(vertices, faces=None, key: bytes = DEFAULT_KEY) -> MeshWatermarkResult:
-    """Look for the mesh watermark in (N, 3) vertex positions (faces optional: when given, only the
+def _decode_v1(vertices, faces=None, key: bytes = DEFAULT_KEY) -> MeshWatermarkResult:
+    """Look for the v1 mesh watermark in (N, 3) vertex positions (faces optional: when given, only the
     vertices they reference are used; pass them if the embedder got faces and the mesh has
     unreferenced vertices). Returns a :class:`WatermarkResult` (subclass ``MeshWatermarkResult``);
     found only if the CRC-32 check passes. Never raises on a too-small mesh (not found + reason)."""
@@ -331,7 +350,7 @@ def decode_vertices(vertices, faces=None, key: bytes = DEFAULT_KEY) -> MeshWater
     used = _referenced(len(v), faces) if faces is not None else np.ones(len(v), dtype=bool)
     vu, _ = _unique_rows(_f32(v[used]))
     soft, info = _soft(vu, key)
-    detail = {"algorithm": ALGORITHM, "max_attempts": MAX_ATTEMPTS, **info}
+    detail = {"algorithm": ALGORITHM_V1, **info}
     if soft is None:
         return MeshWatermarkResult(False, None, 0.0, None, FALSE_POSITIVE_BOUND, detail)
     wm_id, errors = _decode_soft(soft, key)
@@ -341,6 +360,218 @@ def decode_vertices(vertices, faces=None, key: bytes = DEFAULT_KEY) -> MeshWater
         return MeshWatermarkResult(False, None, 0.0, None, FALSE_POSITIVE_BOUND, detail)
     conf = float(np.clip(1.0 - 2.0 * errors / N_BINS, 0.0, 1.0))
     return MeshWatermarkResult(True, int(wm_id), round(conf, 4), errors, FALSE_POSITIVE_BOUND, detail)
+
+
+# ----------------------------------------------------------------------------- v2 (solid cells)
+
+def _v2_layout(key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Keyed cell of each channel bit (the first N_BINS of a permutation of the 264 cells) and a
+    keyed QIM dither in [0, 1) per cell."""
+    raw = np.frombuffer(_ecc.keyed_bytes(key, b"mesh2-perm", 8 * _cells.N_CELLS), dtype="<u8")
+    cell_of_bit = np.argsort(raw, kind="stable")[:N_BINS]
+    dither = np.frombuffer(_ecc.keyed_bytes(key, b"mesh2-dither", 8 * _cells.N_CELLS),
+                           dtype="<u8") / 2.0 ** 64
+    return cell_of_bit, dither
+
+
+def _step(rung: float) -> float:
+    """QIM step (units of the equivalent radius s) for a mesh whose bounding-box side is at least
+    ``rung`` times s: half a step is V2_FILL of the cap."""
+    return 2.0 * V2_FILL * MAX_DISPLACEMENT_REL * rung
+
+
+def _v2_frame(v: np.ndarray, f: np.ndarray) -> tuple[dict | None, str | None]:
+    if len(f) < V2_MIN_FACES:
+        return None, f"too few triangles for the v2 mark ({len(f)}; need {V2_MIN_FACES})"
+    frame = _cells.solid(v, f)
+    if frame is None:
+        return None, "the triangles enclose (nearly) no volume"
+    return frame, None
+
+
+def _v2_rungs(v: np.ndarray, f: np.ndarray, extent: float) -> list[float]:
+    """The QIM step rungs to try, largest first: the largest the mesh's cap allows, then smaller."""
+    frame, why = _v2_frame(v, f)
+    if frame is None:
+        raise WatermarkError(why)
+    if frame["gap"] < _cells.MIN_EIG_GAP:
+        raise WatermarkError("no stable principal axes (the shape is too symmetric)")
+    ratio = extent / frame["s"]
+    fits = [r for r in V2_STEP_RUNGS if r <= ratio] or [V2_STEP_RUNGS[0]]
+    return fits[::-1][:2]
+
+
+def _embed_v2(v: np.ndarray, f: np.ndarray, used: np.ndarray, wm_id: int, key: bytes,
+              cap: float, rung: float) -> tuple[np.ndarray, dict]:
+    """Move the referenced vertices radially (from the volume centroid) by a smooth field, one
+    amount per direction cell, so that each cell's high-passed value D sits on its bit's QIM
+    lattice. Raises WatermarkError when the mesh cannot carry it (the caller falls back to v1)."""
+    frame0, why = _v2_frame(v, f)
+    if frame0 is None:
+        raise WatermarkError(why)
+    if frame0["gap"] < _cells.MIN_EIG_GAP:
+        raise WatermarkError("no stable principal axes (the shape is too symmetric)")
+    s0 = frame0["s"]
+    step = _step(rung)
+    capn = cap / s0
+    cell_of_bit, dither = _v2_layout(key)
+    bits = _ecc.conv_encode(_ecc.make_info_word(wm_id, key)).astype(np.float64)
+    bit_of_cell = np.full(_cells.N_CELLS, np.nan)
+    bit_of_cell[cell_of_bit] = bits
+    carries = ~np.isnan(bit_of_cell)
+    s_val, _ = _cells.cell_values(v, f, frame0)
+    d_now = _cells.HIGH_PASS @ s_val
+    half = np.where(carries, np.nan_to_num(bit_of_cell) / 2.0, 0.0)
+    target = (np.round(d_now / step - dither - half) + dither + half) * step
+
+    rel = v[used] - frame0["C"]
+    rho = np.sqrt(np.einsum("ij,ij->i", rel, rel))
+    unit = rel / np.maximum(rho, 1e-300)[:, None]
+    idx, w = _cells.weights(unit @ frame0["e"])
+    amount = np.zeros(_cells.N_CELLS)
+    new = v.copy()
+    for _ in range(V2_ITERS):
+        resid = np.where(carries, target - d_now, 0.0)
+        amount = np.clip(amount + V2_GAIN * resid, -capn, capn)
+        disp = s0 * np.sum(w * amount[idx], axis=1)
+        new = v.copy()
+        new[used] = _f32(v[used] + unit * disp[:, None])
+        frame, why = _v2_frame(new, f)
+        if frame is None:
+            raise WatermarkError(why)
+        frame["e"] = frame["e"] * np.where(np.sum(frame["e"] * frame0["e"], axis=0) < 0, -1.0, 1.0)
+        s_val, _ = _cells.cell_values(new, f, frame)
+        d_now = _cells.HIGH_PASS @ s_val
+    off = (d_now - target)[carries] / step
+    stats = {"cells": _cells.N_CELLS, "qim_step_rung": rung,
+             "cells_within_quarter_step": float(np.mean(np.abs(off) < 0.25)),
+             "cells_saturated": float(np.mean(np.abs(amount[carries]) >= capn * 0.999)),
+             "axes_gap": frame0["gap"]}
+    return new, stats
+
+
+def _decode_v2(v: np.ndarray, f: np.ndarray, key: bytes) -> MeshWatermarkResult:
+    detail: dict = {"algorithm": ALGORITHM}
+    frame, why = _v2_frame(v, f)
+    if frame is None:
+        detail["reason"] = why
+        return MeshWatermarkResult(False, None, 0.0, None, FALSE_POSITIVE_BOUND, detail)
+    s_val, cover = _cells.cell_values(v, f, frame)
+    cell_of_bit, dither = _v2_layout(key)
+    for h, perm in enumerate(_cells.flip_permutations()):
+        d_val = _cells.HIGH_PASS @ s_val[perm]
+        rel = np.minimum(cover[perm], 1.0)
+        for rung in V2_STEP_RUNGS:
+            phase = d_val / _step(rung) - dither
+            soft = (-np.cos(2.0 * np.pi * phase) * rel)[cell_of_bit]
+            wm_id, errors = _decode_soft(soft, key)
+            if wm_id is not None:
+                detail.update(axes_hypothesis=h, qim_step_rung=rung, n_channel_bits=N_BINS)
+                conf = float(np.clip(1.0 - 2.0 * errors / N_BINS, 0.0, 1.0))
+                return MeshWatermarkResult(True, int(wm_id), round(conf, 4), errors,
+                                           FALSE_POSITIVE_BOUND, detail)
+    detail["reason"] = "no valid watermark word (CRC-32 check failed)"
+    return MeshWatermarkResult(False, None, 0.0, None, FALSE_POSITIVE_BOUND, detail)
+
+
+# ----------------------------------------------------------------------------- public
+
+def embed_vertices(vertices, faces, wm_id: int, key: bytes = DEFAULT_KEY) -> tuple[np.ndarray, dict]:
+    """Watermark a triangle mesh's geometry (v2; v1 when the mesh cannot carry v2).
+
+    Args:
+        vertices: (N, 3) float array.
+        faces: (M, 3) int array (None: only the v1 mark is possible); unreferenced vertices are
+            neither read nor moved. Vertex order and count are unchanged.
+        wm_id: 48-bit registry id.
+        key: watermark key (bytes).
+
+    Returns:
+        (new_vertices (N, 3) of the input's float dtype (float64 for integer input), stats) where
+        stats has algorithm, max_displacement (mesh units), max_displacement_rel (of the largest
+        bbox side), max_displacement_mm_at_1p7m, mean_displacement, cap, and, for v2, cells,
+        qim_step_rung, cells_within_quarter_step, cells_saturated; for v1 its bin statistics and
+        ``v2_skipped`` (why v2 could not be used).
+
+    Raises:
+        WatermarkError: mesh too small, degenerate or not markable within the cap.
+    """
+    wm_id = _check_id(wm_id)
+    if not isinstance(key, (bytes, bytearray)):
+        raise ValueError("key must be bytes")
+    key = bytes(key)
+    v_in = _as_vertices(vertices)
+    out_dtype = v_in.dtype if np.issubdtype(v_in.dtype, np.floating) else np.float64
+    v0 = np.asarray(v_in, dtype=np.float64)
+    if not np.all(np.isfinite(v0)):
+        raise WatermarkError("vertices contain NaN or infinite values")
+    if faces is None:
+        new, stats = _embed_v1(v0, None, wm_id, key)
+        stats["v2_skipped"] = "no faces given"
+        return new.astype(out_dtype), stats
+    used = _referenced(len(v0), faces)
+    f = np.asarray(faces, dtype=np.int64)
+    vf = _f32(v0)
+    ref = vf[used]
+    extent = float(np.max(ref.max(axis=0) - ref.min(axis=0))) if len(ref) else 0.0
+    cap_abs = MAX_DISPLACEMENT_REL * extent
+    cap = cap_abs - 4.0 * float(np.max(np.abs(ref), initial=0.0)) * 2.0 ** -23
+    try:
+        if not cap > 0:
+            raise WatermarkError("mesh is degenerate (zero size)")
+        for rung in _v2_rungs(vf, f, extent):  # a smaller QIM step when the larger cannot be set
+            new, stats = _embed_v2(vf, f, used, wm_id, key, cap, rung)
+            got = _decode_v2(new, f, key)
+            if got.id == wm_id:
+                break
+        else:
+            raise WatermarkError("the v2 cells could not be set within the displacement cap")
+    except WatermarkError as e:
+        new, stats = _embed_v1(v0, faces, wm_id, key)
+        stats["v2_skipped"] = e.message if hasattr(e, "message") else str(e)
+        return new.astype(out_dtype), stats
+    out = v0.copy()
+    out[used] = new[used]
+    disp = np.sqrt(np.sum((out[used] - v0[used]) ** 2, axis=1))
+    max_disp = float(disp.max()) if disp.size else 0.0
+    if max_disp > cap_abs:  # never expected: every cell's amount is clipped to cap < cap_abs
+        raise WatermarkError(f"internal error: displacement {max_disp:g} exceeds the cap {cap_abs:g}")
+    stats.update({
+        "algorithm": ALGORITHM,
+        "max_displacement": max_disp,
+        "max_displacement_rel": max_disp / extent,
+        "max_displacement_mm_at_1p7m": max_disp / extent * 1700.0,
+        "mean_displacement": float(disp.mean()) if disp.size else 0.0,
+        "cap": cap_abs,
+        "bit_errors": got.bit_errors,
+    })
+    return out.astype(out_dtype), stats
+
+
+def decode_vertices(vertices, faces=None, key: bytes = DEFAULT_KEY) -> MeshWatermarkResult:
+    """Look for the mesh watermark in (N, 3) vertex positions and (M, 3) faces: the v2 reading
+    (needs the faces), then the v1 one. Returns a :class:`WatermarkResult` (subclass
+    ``MeshWatermarkResult``); found only if a decoded word passes its CRC-32 check. Never raises
+    on a too-small or degenerate mesh (not found + reason)."""
+    key = bytes(key)
+    v = np.asarray(_as_vertices(vertices), dtype=np.float64)
+    reasons = {}
+    if faces is not None:
+        f = np.asarray(faces)
+        _referenced(len(v), f)  # validates
+        ok = np.all(np.isfinite(v), axis=1)
+        f = f[np.all(ok[f], axis=1)].astype(np.int64)
+        r2 = _decode_v2(np.where(ok[:, None], v, 0.0), f, key)
+        if r2.found:
+            return r2
+        reasons["v2"] = r2.detail.get("reason")
+    else:
+        reasons["v2"] = "no faces given"
+    r1 = _decode_v1(v, faces, key)
+    if not r1.found:
+        r1.detail["reason_v2"] = reasons["v2"]
+    r1.detail["max_attempts"] = MAX_ATTEMPTS
+    return r1
 
 
 # ----------------------------------------------------------------------------- files

@@ -609,7 +609,7 @@ def create_app(*, max_upload_bytes: int = MAX_UPLOAD_BYTES, workers: int = 2, qu
     from provenance.watermark import image as _wm_image
     from provenance.watermark import mesh as _wm_mesh
 
-    algs = (*_wm_image.ALGORITHMS_READ, _wm_mesh.ALGORITHM)  # the ids of every version share the registry
+    algs = (*_wm_image.ALGORITHMS_READ, *_wm_mesh.ALGORITHMS_READ)  # the ids of every version share the registry
 
     def _matches(alg: str, value: str, max_results: int) -> dict:
         from provenance.manifest import decode_watermark_id

@@ -134,8 +134,8 @@ def publish(
             from provenance.watermark import mesh as wm_mesh
 
             wm_id = registry.new_id()
-            wm_mesh.embed_mesh_file(work_src, marked, wm_id)
-            spec.watermark_alg, spec.watermark_id = wm_mesh.ALGORITHM, wm_id
+            stats = wm_mesh.embed_mesh_file(work_src, marked, wm_id)
+            spec.watermark_alg, spec.watermark_id = stats["algorithm"], wm_id  # v1 when v2 cannot fit
         else:
             shutil.copyfile(work_src, marked)
         signed = tmpdir / "out" / dst.name

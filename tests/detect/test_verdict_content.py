@@ -10,6 +10,8 @@ above it), ``quiet`` threshold 1.0 (every face is below it: the scores are check
 
 from __future__ import annotations
 
+import collections
+
 import json
 import os
 import subprocess
@@ -237,8 +239,12 @@ def test_two_hundred_faces_are_bounded(weights, faces, tmp_path, dhs_home):
     assert v.reasons[-1].startswith("limit applied (content check): ") and "at most 8 per image" in v.reasons[-1]
     clip = write_clip(tmp_path / "grid.mp4", [grid] * 3, fps=3)
     v = detect.verify(clip, opts(weights, "fires", max_faces=8))
-    assert v.content.status == "ok" and 1 <= len(v.content.tracks) <= 8
+    # at most 8 faces per frame; which 8 of the 16 equal faces win can change from frame to frame
+    # (ties in the detection score, decided by the thread count), so the tracks are <= 16
+    assert v.content.status == "ok" and 1 <= len(v.content.tracks) <= 16
     assert all(len(t["timeline"]) <= 3 for t in v.content.tracks)
+    per_frame = collections.Counter(round(e[0], 3) for t in v.content.tracks for e in t["timeline"])
+    assert per_frame and max(per_frame.values()) <= 8, per_frame
     big = detect.verify(p, opts(weights, "fires", max_faces=10_000))  # the option itself is capped
     assert "limit.max_faces" in [x["code"] for x in big.limits] and 8 < len(big.content.faces) <= 16
 

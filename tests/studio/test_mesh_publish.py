@@ -36,7 +36,7 @@ def test_glb_publish_and_verify(tmp_path, dhs_home):
     v = verify(tmp_path / "out.glb", registry=reg)
     assert v["label"] == "signed-generated-intact", v["reasons"]
     assert v["watermark"]["found"] and v["watermark"]["id"] == res.watermark_id
-    assert v["watermark"]["algorithm"] == "io.dhstudio.watermark.mesh.v1"
+    assert v["watermark"]["algorithm"] == "io.dhstudio.watermark.mesh.v2"
 
     res.sidecar.rename(tmp_path / "elsewhere.c2pa")  # the sidecar is lost
     v = verify(tmp_path / "out.glb", registry=reg)
