@@ -346,8 +346,8 @@ def _decode_v1(vertices, faces=None, key: bytes = DEFAULT_KEY) -> MeshWatermarkR
     found only if the CRC-32 check passes. Never raises on a too-small mesh (not found + reason)."""
     key = bytes(key)
     v = np.asarray(_as_vertices(vertices), dtype=np.float64)
-    v = v[np.all(np.isfinite(v), axis=1)]
     used = _referenced(len(v), faces) if faces is not None else np.ones(len(v), dtype=bool)
+    used &= np.all(np.isfinite(v), axis=1)  # NaN / inf vertices are not read
     vu, _ = _unique_rows(_f32(v[used]))
     soft, info = _soft(vu, key)
     detail = {"algorithm": ALGORITHM_V1, **info}

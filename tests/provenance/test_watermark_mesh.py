@@ -281,3 +281,17 @@ def test_v1_marks_still_read_and_fallback():
     new, stats = embed_vertices(vv, vase.faces, WM_ID)
     assert stats["algorithm"] == ALGORITHM_V1 and "principal axes" in stats["v2_skipped"]
     assert decode_vertices(new, vase.faces).id == WM_ID
+
+
+def test_bad_vertices_and_faces(marked_sets):
+    _, f, nv, _ = marked_sets["blob"]
+    bad = nv.copy()
+    bad[5] = np.nan  # one broken vertex: its faces are skipped, the rest is read
+    assert decode_vertices(bad, f).id == WM_ID
+    assert decode_vertices(nv, f[:, [0, 2, 1]]).id == WM_ID  # every face wound the other way
+    flat = nv.copy()
+    flat[:, 2] = 0.0
+    r = decode_vertices(flat, f)
+    assert not r.found and "no volume" in r.detail["reason_v2"]
+    with pytest.raises(WatermarkError, match="outside"):
+        decode_vertices(nv, f + len(nv))
