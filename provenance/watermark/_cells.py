@@ -26,7 +26,7 @@ import numpy as np
 
 N_ORBITS = 66
 N_CELLS = 4 * N_ORBITS  # 264
-KAPPA = 100.0  # weight sharpness (cell spacing is about 0.22 rad)
+KAPPA = 150.0  # weight sharpness (cell spacing is about 0.22 rad)
 TOPK = 10  # weights kept per direction (the rest are < 1e-4 of the largest)
 SPLIT_TAU = 0.8  # split a triangle until KAPPA * (its angular size) <= SPLIT_TAU
 MAX_SPLIT = 3  # at most 4^3 pieces per triangle
