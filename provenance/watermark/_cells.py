@@ -6,7 +6,7 @@ re-triangulation, subdivision and decimation (which keep the shape) keep the num
 * :func:`solid` gives the volume centroid ``C``, the principal axes of the solid's inertia (signed
   by the third moment, a proper rotation) and the equivalent radius ``s = (3 V / 4 pi)^(1/3)``,
   all from exact tetrahedron integrals (the cone from ``C`` to each triangle).
-* :data:`CENTRES` are 264 directions, four flipped copies of 66 points (so a sign flip of two
+* :func:`centres` are 264 directions, four flipped copies of 66 points (so a sign flip of two
   principal axes permutes the cells, see :func:`flip_permutations`).
 * Cell ``j`` has a soft weight ``w_j(d)`` (softmax of ``KAPPA * d . m_j`` over the cells) on every
   direction ``d`` from ``C``. Its value is ``S_j = (3 V_j / Omega_j)^(1/3) / s`` where ``V_j`` is the
@@ -21,6 +21,8 @@ numpy only.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -37,9 +39,10 @@ FLIPS = np.array([[1, 1, 1], [-1, -1, 1], [-1, 1, -1], [1, -1, -1]], dtype=np.fl
 _CHUNK = 131072
 
 
-def _make_centres() -> np.ndarray:
+@functools.cache
+def centres() -> np.ndarray:
     """66 points in the quarter x > 0, y > 0 and their images under the FLIPS, spread by a few
-    hundred steps of repulsion that keep the symmetry (deterministic)."""
+    hundred steps of repulsion that keep the symmetry (deterministic; built on first use)."""
     g = (np.sqrt(5.0) - 1.0) / 2.0
     i = np.arange(N_ORBITS)
     z = 1.0 - 2.0 * (i + 0.5) / N_ORBITS
@@ -58,18 +61,15 @@ def _make_centres() -> np.ndarray:
     return np.concatenate([base * fl for fl in FLIPS])
 
 
-CENTRES = _make_centres()
-
-
-def _high_pass() -> np.ndarray:
-    cos = CENTRES @ CENTRES.T
+@functools.cache
+def high_pass() -> np.ndarray:
+    """D = high_pass() @ S: each cell's value minus the mean of its N_NEIGH nearest cells."""
+    cos = centres() @ centres().T
     nn = np.argsort(-cos, axis=1, kind="stable")[:, 1:N_NEIGH + 1]
     hp = np.eye(N_CELLS)
     hp[np.repeat(np.arange(N_CELLS), N_NEIGH), nn.reshape(-1)] -= 1.0 / N_NEIGH
     return hp
 
-
-HIGH_PASS = _high_pass()
 
 
 def flip_permutations() -> list[np.ndarray]:
@@ -167,7 +167,8 @@ def _cube_bin(d: np.ndarray) -> np.ndarray:
     return face * _LUT_RES * _LUT_RES + ij[:, 0] * _LUT_RES + ij[:, 1]
 
 
-def _make_lut() -> np.ndarray:
+@functools.cache
+def _lut() -> np.ndarray:
     """The TOPK + 2 cells nearest to the centre of each cube-map bin (a bin spans < 0.05 rad, the
     cells are about 0.22 rad apart, so a direction's TOPK largest weights are among them)."""
     g = (np.arange(_LUT_RES) + 0.5) / _LUT_RES * 2.0 - 1.0
@@ -184,17 +185,14 @@ def _make_lut() -> np.ndarray:
     dirs = np.concatenate(dirs)
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     assert np.array_equal(_cube_bin(dirs), np.arange(len(dirs)))
-    return np.argsort(-(dirs @ CENTRES.T), axis=1, kind="stable")[:, :TOPK + 2]
-
-
-_LUT = _make_lut()
+    return np.argsort(-(dirs @ centres().T), axis=1, kind="stable")[:, :TOPK + 2]
 
 
 def weights(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cell indices (the TOPK + 2 nearest) and softmax weights (rows sum to 1) for unit
     directions d (N, 3)."""
-    idx = _LUT[_cube_bin(d)]
-    lg = KAPPA * np.einsum("nkc,nc->nk", CENTRES[idx], d)
+    idx = _lut()[_cube_bin(d)]
+    lg = KAPPA * np.einsum("nkc,nc->nk", centres()[idx], d)
     lg -= lg.max(axis=1, keepdims=True)
     w = np.exp(lg)
     w /= w.sum(axis=1, keepdims=True)

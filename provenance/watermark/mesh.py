@@ -108,6 +108,19 @@ def _as_vertices(vertices) -> np.ndarray:
     return v
 
 
+def _embed_inputs(vertices, wm_id, key) -> tuple[int, bytes, np.ndarray, np.dtype]:
+    """Checked (id, key, float64 vertices, output dtype) for an embedder; raises on bad input."""
+    wm_id = _check_id(wm_id)
+    if not isinstance(key, (bytes, bytearray)):
+        raise ValueError("key must be bytes")
+    v_in = _as_vertices(vertices)
+    out_dtype = v_in.dtype if np.issubdtype(v_in.dtype, np.floating) else np.float64
+    v0 = np.asarray(v_in, dtype=np.float64)
+    if not np.all(np.isfinite(v0)):
+        raise WatermarkError("vertices contain NaN or infinite values")
+    return wm_id, bytes(key), v0, out_dtype
+
+
 def _referenced(n: int, faces) -> np.ndarray:
     """Boolean mask of the vertices the faces use (all when faces is None)."""
     if faces is None:
@@ -272,15 +285,7 @@ def _embed_v1(vertices, faces, wm_id: int, key: bytes = DEFAULT_KEY, *,
     Raises:
         WatermarkError: mesh too small, degenerate or not markable within the cap.
     """
-    wm_id = _check_id(wm_id)
-    if not isinstance(key, (bytes, bytearray)):
-        raise ValueError("key must be bytes")
-    key = bytes(key)
-    v_in = _as_vertices(vertices)
-    out_dtype = v_in.dtype if np.issubdtype(v_in.dtype, np.floating) else np.float64
-    v0 = np.asarray(v_in, dtype=np.float64)
-    if not np.all(np.isfinite(v0)):
-        raise WatermarkError("vertices contain NaN or infinite values")
+    wm_id, key, v0, out_dtype = _embed_inputs(vertices, wm_id, key)
     used = _referenced(len(v0), faces)
     vu, inv = _unique_rows(_f32(v0[used]))
     if len(vu) < MIN_VERTICES:
@@ -389,28 +394,30 @@ def _v2_frame(v: np.ndarray, f: np.ndarray) -> tuple[dict | None, str | None]:
     return frame, None
 
 
-def _v2_rungs(v: np.ndarray, f: np.ndarray, extent: float) -> list[float]:
+def _v2_rungs(frame: dict, extent: float) -> list[float]:
     """The QIM step rungs to try, largest first: the largest the mesh's cap allows, then smaller."""
-    frame, why = _v2_frame(v, f)
-    if frame is None:
-        raise WatermarkError(why)
-    if frame["gap"] < _cells.MIN_EIG_GAP:
-        raise WatermarkError("no stable principal axes (the shape is too symmetric)")
     ratio = extent / frame["s"]
     fits = [r for r in V2_STEP_RUNGS if r <= ratio] or [V2_STEP_RUNGS[0]]
     return fits[::-1][:2]
 
 
-def _embed_v2(v: np.ndarray, f: np.ndarray, used: np.ndarray, wm_id: int, key: bytes,
-              cap: float, rung: float) -> tuple[np.ndarray, dict]:
-    """Move the referenced vertices radially (from the volume centroid) by a smooth field, one
-    amount per direction cell, so that each cell's high-passed value D sits on its bit's QIM
-    lattice. Raises WatermarkError when the mesh cannot carry it (the caller falls back to v1)."""
+def _v2_start(v: np.ndarray, f: np.ndarray) -> tuple[dict, np.ndarray]:
+    """The unmarked mesh's frame and high-passed cell values; WatermarkError when v2 cannot be
+    carried (the caller falls back to v1)."""
     frame0, why = _v2_frame(v, f)
     if frame0 is None:
         raise WatermarkError(why)
     if frame0["gap"] < _cells.MIN_EIG_GAP:
         raise WatermarkError("no stable principal axes (the shape is too symmetric)")
+    s_val, _ = _cells.cell_values(v, f, frame0)
+    return frame0, _cells.high_pass() @ s_val
+
+
+def _embed_v2(v: np.ndarray, f: np.ndarray, frame0: dict, d_start: np.ndarray, used: np.ndarray,
+              wm_id: int, key: bytes, cap: float, rung: float) -> tuple[np.ndarray, dict]:
+    """Move the referenced vertices radially (from the volume centroid) by a smooth field, one
+    amount per direction cell, so that each cell's high-passed value D (``d_start`` before)
+    sits on its bit's QIM lattice."""
     s0 = frame0["s"]
     step = _step(rung)
     capn = cap / s0
@@ -419,8 +426,7 @@ def _embed_v2(v: np.ndarray, f: np.ndarray, used: np.ndarray, wm_id: int, key: b
     bit_of_cell = np.full(_cells.N_CELLS, np.nan)
     bit_of_cell[cell_of_bit] = bits
     carries = ~np.isnan(bit_of_cell)
-    s_val, _ = _cells.cell_values(v, f, frame0)
-    d_now = _cells.HIGH_PASS @ s_val
+    d_now = d_start
     half = np.where(carries, np.nan_to_num(bit_of_cell) / 2.0, 0.0)
     target = (np.round(d_now / step - dither - half) + dither + half) * step
 
@@ -441,7 +447,7 @@ def _embed_v2(v: np.ndarray, f: np.ndarray, used: np.ndarray, wm_id: int, key: b
             raise WatermarkError(why)
         frame["e"] = frame["e"] * np.where(np.sum(frame["e"] * frame0["e"], axis=0) < 0, -1.0, 1.0)
         s_val, _ = _cells.cell_values(new, f, frame)
-        d_now = _cells.HIGH_PASS @ s_val
+        d_now = _cells.high_pass() @ s_val
     off = (d_now - target)[carries] / step
     stats = {"cells": _cells.N_CELLS, "qim_step_rung": rung,
              "cells_within_quarter_step": float(np.mean(np.abs(off) < 0.25)),
@@ -459,7 +465,7 @@ def _decode_v2(v: np.ndarray, f: np.ndarray, key: bytes) -> MeshWatermarkResult:
     s_val, cover = _cells.cell_values(v, f, frame)
     cell_of_bit, dither = _v2_layout(key)
     for h, perm in enumerate(_cells.flip_permutations()):
-        d_val = _cells.HIGH_PASS @ s_val[perm]
+        d_val = _cells.high_pass() @ s_val[perm]
         rel = np.minimum(cover[perm], 1.0)
         for rung in V2_STEP_RUNGS:
             phase = d_val / _step(rung) - dither
@@ -496,15 +502,7 @@ def embed_vertices(vertices, faces, wm_id: int, key: bytes = DEFAULT_KEY) -> tup
     Raises:
         WatermarkError: mesh too small, degenerate or not markable within the cap.
     """
-    wm_id = _check_id(wm_id)
-    if not isinstance(key, (bytes, bytearray)):
-        raise ValueError("key must be bytes")
-    key = bytes(key)
-    v_in = _as_vertices(vertices)
-    out_dtype = v_in.dtype if np.issubdtype(v_in.dtype, np.floating) else np.float64
-    v0 = np.asarray(v_in, dtype=np.float64)
-    if not np.all(np.isfinite(v0)):
-        raise WatermarkError("vertices contain NaN or infinite values")
+    wm_id, key, v0, out_dtype = _embed_inputs(vertices, wm_id, key)
     if faces is None:
         new, stats = _embed_v1(v0, None, wm_id, key)
         stats["v2_skipped"] = "no faces given"
@@ -519,8 +517,9 @@ def embed_vertices(vertices, faces, wm_id: int, key: bytes = DEFAULT_KEY) -> tup
     try:
         if not cap > 0:
             raise WatermarkError("mesh is degenerate (zero size)")
-        for rung in _v2_rungs(vf, f, extent):  # a smaller QIM step when the larger cannot be set
-            new, stats = _embed_v2(vf, f, used, wm_id, key, cap, rung)
+        frame0, d_start = _v2_start(vf, f)
+        for rung in _v2_rungs(frame0, extent):  # a smaller QIM step when the larger cannot be set
+            new, stats = _embed_v2(vf, f, frame0, d_start, used, wm_id, key, cap, rung)
             got = _decode_v2(new, f, key)
             if got.id == wm_id:
                 break
