@@ -16,6 +16,8 @@ re-triangulation, subdivision and decimation (which keep the shape) keep the num
   a triangle until it spans less than ``SPLIT_TAU / KAPPA`` radians as seen from ``C``.
 * The watermark reads ``D = S - mean of the 6 neighbouring cells``, which removes what is smooth
   over the sphere of directions (a slightly moved centre, a rescale, a uniform shrink).
+* :func:`ring_values` gives the cell values for every turn of the frame about one principal axis
+  at once (for a solid of revolution, whose other two axes are not stable).
 
 numpy only.
 """
@@ -120,8 +122,8 @@ def solid(v: np.ndarray, f: np.ndarray) -> dict | None:
     e *= np.where(third < 0, -1.0, 1.0)
     if np.linalg.det(e) < 0:
         e[:, 2] *= -1.0
-    gaps = (w[0] - w[1]) / max(w[0], 1e-300), (w[1] - w[2]) / max(w[1], 1e-300)
-    return {"C": centre + o, "e": e, "moments": w, "gap": float(min(gaps)), "V": total,
+    gaps = float((w[0] - w[1]) / max(w[0], 1e-300)), float((w[1] - w[2]) / max(w[1], 1e-300))
+    return {"C": centre + o, "e": e, "moments": w, "gap": min(gaps), "gaps": gaps, "V": total,
             "s": float((3.0 * total / (4.0 * np.pi)) ** (1.0 / 3.0)), "sign": sign}
 
 
@@ -199,26 +201,130 @@ def weights(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx, w
 
 
-def cell_values(v: np.ndarray, f: np.ndarray, frame: dict) -> tuple[np.ndarray, np.ndarray]:
-    """S (N_CELLS,) in units of s, and each cell's covered solid angle over its nominal share."""
+def _contributions(v: np.ndarray, f: np.ndarray, frame: dict):
+    """Yield (g, vol, om) chunks: the unit direction (frame coordinates) of each triangle piece seen
+    from C, its exact cone volume and its exact solid angle (signed by the faces' orientation)."""
     e, centre, sign = frame["e"], frame["C"], frame["sign"]
     q = (v - centre) @ e
-    vsum = np.zeros(N_CELLS)
-    osum = np.zeros(N_CELLS)
     for a, b, c in _pieces(q[f[:, 0]], q[f[:, 1]], q[f[:, 2]]):
         la, lb, lc = (np.sqrt(np.einsum("ij,ij->i", x, x)) for x in (a, b, c))
         trip = np.einsum("ij,ij->i", a, np.cross(b, c))
         den = (la * lb * lc + np.einsum("ij,ij->i", a, b) * lc + np.einsum("ij,ij->i", a, c) * lb
                + np.einsum("ij,ij->i", b, c) * la)
-        om = 2.0 * np.arctan2(trip, den) * sign
-        vol = trip / 6.0 * sign
         g = a + b + c
         g /= np.maximum(np.sqrt(np.einsum("ij,ij->i", g, g)), 1e-300)[:, None]
-        idx, w = weights(g)
-        vsum += np.bincount(idx.reshape(-1), weights=(w * vol[:, None]).reshape(-1), minlength=N_CELLS)
-        osum += np.bincount(idx.reshape(-1), weights=(w * om[:, None]).reshape(-1), minlength=N_CELLS)
+        yield g, trip / 6.0 * sign, 2.0 * np.arctan2(trip, den) * sign
+
+
+def values(vsum: np.ndarray, osum: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cube-mean radius (units of s) and relative coverage from weighted volume and solid-angle
+    sums (last axis: the cells)."""
     nominal = 4.0 * np.pi / N_CELLS
     with np.errstate(divide="ignore", invalid="ignore"):
         cube = np.where(osum > 0.05 * nominal, 3.0 * vsum / np.maximum(osum, 1e-300), 0.0)
-    s_val = np.cbrt(np.maximum(cube, 0.0)) / frame["s"]
-    return s_val, np.clip(osum / nominal, 0.0, None)
+    return np.cbrt(np.maximum(cube, 0.0)) / s, np.clip(osum / nominal, 0.0, None)
+
+
+def accumulate(v: np.ndarray, f: np.ndarray, frame: dict, ring_axis: int | None = None):
+    """One pass over the triangle pieces: each cell's weighted volume and solid-angle sums, and,
+    when ``ring_axis`` is given, the same two quantities binned on the (polar, azimuth) grid
+    around that principal axis (for :func:`ring_values`). Returns (vsum, osum, hist or None)."""
+    vsum = np.zeros(N_CELLS)
+    osum = np.zeros(N_CELLS)
+    hist = None if ring_axis is None else (np.zeros(RING_POLAR * RING_AZIMUTH), np.zeros(RING_POLAR * RING_AZIMUTH))
+    for g, vol, om in _contributions(v, f, frame):
+        idx, w = weights(g)
+        vsum += np.bincount(idx.reshape(-1), weights=(w * vol[:, None]).reshape(-1), minlength=N_CELLS)
+        osum += np.bincount(idx.reshape(-1), weights=(w * om[:, None]).reshape(-1), minlength=N_CELLS)
+        if hist is not None:
+            b = _ring_bin(g, ring_axis)
+            hist[0][:] += np.bincount(b, weights=vol, minlength=len(hist[0]))
+            hist[1][:] += np.bincount(b, weights=om, minlength=len(hist[1]))
+    return vsum, osum, hist
+
+
+def cell_values(v: np.ndarray, f: np.ndarray, frame: dict) -> tuple[np.ndarray, np.ndarray]:
+    """S (N_CELLS,) in units of s, and each cell's covered solid angle over its nominal share."""
+    vsum, osum, _ = accumulate(v, f, frame)
+    return values(vsum, osum, frame["s"])
+
+
+# ------------------------------------------------------------------ turning about a symmetry axis
+# A solid with two equal principal moments (a solid of revolution, or near one) has one stable axis
+# u and no stable direction across it. Its cell values are then read for every turn of the frame
+# about u at once: the contributions are binned on a (polar, azimuth) grid around u; each cell's
+# weighted sums for all turns are a circular correlation along the azimuth (FFT), evaluated
+# RING_UP times finer than the grid by zero-padding (the weights are smooth at the grid's scale).
+# The QIM lattice only locks within about 0.05 degrees, hence the fine evaluation.
+RING_POLAR = 96
+RING_AZIMUTH = 384
+RING_UP = 16
+SEARCH_GAP = 0.1  # a pair of principal moments closer than this: also search the turn about u
+
+
+def symmetric_axis(frame: dict, gap: float = SEARCH_GAP) -> int | None:
+    """Index of the stable principal axis when the closer pair of the other moments is within
+    ``gap`` (relative); None when no pair is that close, or when both pairs are within
+    MIN_EIG_GAP (no stable axis at all)."""
+    g01, g12 = frame["gaps"]
+    if min(g01, g12) >= gap or max(g01, g12) < MIN_EIG_GAP:
+        return None
+    return 2 if g01 < g12 else 0
+
+
+def _ring_axes(k: int) -> tuple[int, int, int]:
+    x, y = (i for i in range(3) if i != k)
+    return k, x, y
+
+
+@functools.lru_cache(maxsize=1)
+def _ring_spectrum(k: int) -> np.ndarray:
+    """Conjugate azimuthal spectrum (N_CELLS, RING_POLAR, RING_AZIMUTH // 2 + 1) of each cell's
+    weight on the grid around axis k (complex64, about 39 MB; built on first use)."""
+    u, x, y = _ring_axes(k)
+    t = (np.arange(RING_POLAR) + 0.5) / RING_POLAR * np.pi
+    ph = (np.arange(RING_AZIMUTH) + 0.5) / RING_AZIMUTH * 2.0 * np.pi
+    tt, pp = np.meshgrid(t, ph, indexing="ij")
+    d = np.zeros((RING_POLAR, RING_AZIMUTH, 3))
+    d[..., u] = np.cos(tt)
+    d[..., x] = np.sin(tt) * np.cos(pp)
+    d[..., y] = np.sin(tt) * np.sin(pp)
+    idx, w = weights(d.reshape(-1, 3))
+    dense = np.zeros((RING_POLAR * RING_AZIMUTH, N_CELLS), np.float32)
+    np.put_along_axis(dense, idx, w.astype(np.float32), axis=1)
+    dense = dense.reshape(RING_POLAR, RING_AZIMUTH, N_CELLS).transpose(2, 0, 1)
+    return np.fft.rfft(dense, axis=2).conj().astype(np.complex64)
+
+
+def _ring_bin(g: np.ndarray, k: int) -> np.ndarray:
+    """Flat (polar, azimuth) grid bin around axis k of unit directions g."""
+    u, x, y = _ring_axes(k)
+    pol = np.arccos(np.clip(g[:, u], -1.0, 1.0))
+    azi = np.arctan2(g[:, y], g[:, x]) % (2.0 * np.pi)
+    pi = np.clip((pol / np.pi * RING_POLAR).astype(np.int64), 0, RING_POLAR - 1)
+    ai = np.clip((azi / (2.0 * np.pi) * RING_AZIMUTH).astype(np.int64), 0, RING_AZIMUTH - 1)
+    return pi * RING_AZIMUTH + ai
+
+
+def ring_values(hist: tuple[np.ndarray, np.ndarray], k: int, s: float):
+    """Cell values for every turn of the frame about principal axis k, for both signs of the axis,
+    from the grid sums ``hist`` that :func:`accumulate` gathered around axis k (``s``: the
+    equivalent radius).
+
+    Returns (turns (T,) radians, S (2, T, N_CELLS), cover (2, T, N_CELLS)): sign 0 is the frame as
+    read turned by ``turns[t]`` about axis k (its next axis towards the one after); sign 1 is it
+    turned half a turn about the next axis first (axis k reversed), then by ``turns[t]``.
+    """
+    spec = _ring_spectrum(k)
+    m = RING_AZIMUTH * RING_UP
+    grids = [tuple(h.reshape(RING_POLAR, RING_AZIMUTH) for h in hist)]
+    # axis k reversed: polar -> pi - polar, azimuth -> -azimuth (half a turn about the next axis)
+    grids.append(tuple(h[::-1, ::-1] for h in grids[0]))
+    out_s, out_c = [], []
+    for h_v, h_o in grids:
+        sums = [np.fft.irfft(np.einsum("cpa,pa->ca", spec, np.fft.rfft(h, axis=1)), n=m, axis=1) * RING_UP
+                for h in (h_v, h_o)]
+        s_val, cover = values(sums[0].T, sums[1].T, s)
+        out_s.append(s_val)
+        out_c.append(cover)
+    return np.arange(m) * (2.0 * np.pi / m), np.stack(out_s), np.stack(out_c)

@@ -22,9 +22,14 @@ stats say which, and why), :func:`decode_vertices` reads both.
   ``|a_j|`` <= the cap, so no vertex moves more than the cap; ``a`` is found by ``V2_ITERS`` damped
   iterations that re-measure the marked mesh with the decoder's own functions. The embedder decodes
   its result and falls back to v1 when its own decoder does not recover the id.
-* Needs: faces (>= ``V2_MIN_FACES``), a solid with volume, principal moments at least
-  ``_cells.MIN_EIG_GAP`` apart (a solid of revolution or a sphere-like shape has no stable axes:
-  v1 is used). Mirrored meshes are not read (only the 4 proper sign flips of the axes are tried).
+* Needs: faces (>= ``V2_MIN_FACES``), a solid with volume, and one stable principal axis: a
+  sphere-like shape (three moments within ``_cells.MIN_EIG_GAP``) gets v1. A solid of revolution
+  (two equal moments) has a stable axis but no stable directions across it: the embedder keeps its
+  own choice of those while it iterates, and the reader, when two moments are within
+  ``_cells.SEARCH_GAP``, also scores every turn about the stable axis (both signs, in steps of
+  0.06 degrees, by how close the cells sit to a QIM lattice, no CRC check:
+  ``_cells.ring_values``) and decodes the ``RING_CANDIDATES`` best. Mirrored meshes are not read
+  (only proper rotations of the axes are tried).
 
 ``io.dhstudio.watermark.mesh.v1`` (vertex norms, after Cho, Prost and Jung, IEEE TSP 2007, method
 I: bin means): 258 equal-count bins of the unique vertices' distances to their centroid, each bin's
@@ -36,8 +41,9 @@ light noise; not decimation or re-triangulation.
   (float32-representable) array.
 * Decision rule and false-positive bound: ``found`` only when a decoded 80-bit word passes its
   CRC-32 check. The decoder makes at most ``MAX_ATTEMPTS`` = 4 axis-sign hypotheses x 4 QIM steps
-  + 1 v1 reading = 17 checks, so P(found | unmarked mesh) <= 17 * 2**-32 ~= 4.0e-9
-  (``FALSE_POSITIVE_BOUND``). ``confidence`` and ``bit_errors`` have the image watermark's meaning.
+  + 8 turns (two moments within ``SEARCH_GAP`` only) + 1 v1 reading = 25 checks, so
+  P(found | unmarked mesh) <= 25 * 2**-32 ~= 5.8e-9 (``FALSE_POSITIVE_BOUND``). ``confidence``
+  and ``bit_errors`` have the image watermark's meaning.
 
 Limits: v1 needs ``MIN_VERTICES`` = 30 * 258 unique vertices; v2 needs the faces (a point cloud can
 only carry v1). Neither is designed against cropping a part of the mesh away. Figures:
@@ -74,7 +80,11 @@ V2_FILL = 0.6  # the largest move a cell may need (half a QIM step) as a share o
 V2_ITERS = 10
 V2_GAIN = 0.7
 V2_MIN_FACES = 2000
-MAX_ATTEMPTS = len(_cells.FLIPS) * len(V2_STEP_RUNGS) + 1
+# a solid with two (nearly) equal principal moments: after those 16, the RING_CANDIDATES turns about
+# its stable axis whose cells sit closest to a QIM lattice (searched without a CRC check) are read
+RING_CANDIDATES = 8
+_RING_PEAK = _cells.RING_UP  # lock peaks closer than one azimuth bin (0.94 degrees) are one peak
+MAX_ATTEMPTS = len(_cells.FLIPS) * len(V2_STEP_RUNGS) + RING_CANDIDATES + 1
 FALSE_POSITIVE_BOUND = MAX_ATTEMPTS * 2.0 ** -_ecc.CRC_BITS
 MIN_REL_RANGE = 1e-4  # (rho_max - rho_min) / rho_max below this: no room (sphere-like)
 _SE_FLOOR = 0.15
@@ -407,10 +417,28 @@ def _v2_start(v: np.ndarray, f: np.ndarray) -> tuple[dict, np.ndarray]:
     frame0, why = _v2_frame(v, f)
     if frame0 is None:
         raise WatermarkError(why)
-    if frame0["gap"] < _cells.MIN_EIG_GAP:
-        raise WatermarkError("no stable principal axes (the shape is too symmetric)")
+    if frame0["gap"] < _cells.MIN_EIG_GAP and _cells.symmetric_axis(frame0, _cells.MIN_EIG_GAP) is None:
+        raise WatermarkError("no stable principal axis (the shape is too symmetric)")
     s_val, _ = _cells.cell_values(v, f, frame0)
     return frame0, _cells.high_pass() @ s_val
+
+
+def _follow(e: np.ndarray, e0: np.ndarray, k: int | None) -> np.ndarray:
+    """The axes e (columns, read from the solid being marked) made to follow the unmarked frame
+    e0: each axis signed like e0's; with a symmetry axis k, only axis k is taken from e and the
+    other two are e0's, turned about it."""
+    e = e * np.where(np.sum(e * e0, axis=0) < 0, -1.0, 1.0)
+    if k is None:
+        return e
+    u, x, y = _cells._ring_axes(k)
+    out = np.empty_like(e)
+    out[:, u] = e[:, u]
+    ex = e0[:, x] - (e0[:, x] @ e[:, u]) * e[:, u]
+    out[:, x] = ex / np.linalg.norm(ex)
+    out[:, y] = np.cross(out[:, u], out[:, x])
+    if np.linalg.det(out) < 0:
+        out[:, y] *= -1.0
+    return out
 
 
 def _embed_v2(v: np.ndarray, f: np.ndarray, frame0: dict, d_start: np.ndarray, used: np.ndarray,
@@ -436,6 +464,7 @@ def _embed_v2(v: np.ndarray, f: np.ndarray, frame0: dict, d_start: np.ndarray, u
     idx, w = _cells.weights(unit @ frame0["e"])
     amount = np.zeros(_cells.N_CELLS)
     new = v.copy()
+    sym = _cells.symmetric_axis(frame0, _cells.MIN_EIG_GAP)
     for _ in range(V2_ITERS):
         resid = np.where(carries, target - d_now, 0.0)
         amount = np.clip(amount + V2_GAIN * resid, -capn, capn)
@@ -445,14 +474,14 @@ def _embed_v2(v: np.ndarray, f: np.ndarray, frame0: dict, d_start: np.ndarray, u
         frame, why = _v2_frame(new, f)
         if frame is None:
             raise WatermarkError(why)
-        frame["e"] = frame["e"] * np.where(np.sum(frame["e"] * frame0["e"], axis=0) < 0, -1.0, 1.0)
+        frame["e"] = _follow(frame["e"], frame0["e"], sym)
         s_val, _ = _cells.cell_values(new, f, frame)
         d_now = _cells.high_pass() @ s_val
     off = (d_now - target)[carries] / step
     stats = {"cells": _cells.N_CELLS, "qim_step_rung": rung,
              "cells_within_quarter_step": float(np.mean(np.abs(off) < 0.25)),
              "cells_saturated": float(np.mean(np.abs(amount[carries]) >= capn * 0.999)),
-             "axes_gap": frame0["gap"]}
+             "axes_gap": frame0["gap"], "symmetry_axis": sym}
     return new, stats
 
 
@@ -462,7 +491,9 @@ def _decode_v2(v: np.ndarray, f: np.ndarray, key: bytes) -> MeshWatermarkResult:
     if frame is None:
         detail["reason"] = why
         return MeshWatermarkResult(False, None, 0.0, None, FALSE_POSITIVE_BOUND, detail)
-    s_val, cover = _cells.cell_values(v, f, frame)
+    k = _cells.symmetric_axis(frame)
+    vsum, osum, hist = _cells.accumulate(v, f, frame, k)  # one pass; the turn grid only when k
+    s_val, cover = _cells.values(vsum, osum, frame["s"])
     cell_of_bit, dither = _v2_layout(key)
     for h, perm in enumerate(_cells.flip_permutations()):
         d_val = _cells.high_pass() @ s_val[perm]
@@ -476,8 +507,44 @@ def _decode_v2(v: np.ndarray, f: np.ndarray, key: bytes) -> MeshWatermarkResult:
                 conf = float(np.clip(1.0 - 2.0 * errors / N_BINS, 0.0, 1.0))
                 return MeshWatermarkResult(True, int(wm_id), round(conf, 4), errors,
                                            FALSE_POSITIVE_BOUND, detail)
+    if k is not None:
+        found = _decode_turns(hist, k, frame["s"], key, cell_of_bit, dither, detail)
+        if found is not None:
+            return found
     detail["reason"] = "no valid watermark word (CRC-32 check failed)"
     return MeshWatermarkResult(False, None, 0.0, None, FALSE_POSITIVE_BOUND, detail)
+
+
+def _decode_turns(hist, k, s, key, cell_of_bit, dither, detail) -> MeshWatermarkResult | None:
+    """Read a solid whose axes across its stable axis k are not stable: every turn about k (both
+    signs of k) is scored by how close its cells sit to each QIM lattice (no CRC check); the
+    RING_CANDIDATES best separate peaks are decoded, one CRC check each."""
+    turns, s_all, cover_all = _cells.ring_values(hist, k, s)
+    hp_t = _cells.high_pass().T
+    cands = []
+    phases = {}
+    for sg in range(2):
+        d_val = (s_all[sg] @ hp_t)[:, cell_of_bit]
+        rel = np.minimum(cover_all[sg][:, cell_of_bit], 1.0)
+        for rung in V2_STEP_RUNGS:
+            phase = d_val / _step(rung) - dither[cell_of_bit]
+            lock = np.sum(np.cos(4.0 * np.pi * phase) * rel, axis=1) / np.maximum(rel.sum(axis=1), 1e-12)
+            peak = np.max([np.roll(lock, j) for j in range(-_RING_PEAK, _RING_PEAK + 1)], axis=0)
+            for t in np.flatnonzero(lock >= peak):
+                cands.append((float(lock[t]), sg, rung, int(t)))
+            phases[(sg, rung)] = (phase, rel)
+    cands.sort(key=lambda c: -c[0])
+    for lock, sg, rung, t in cands[:RING_CANDIDATES]:
+        phase, rel = phases[(sg, rung)]
+        wm_id, errors = _decode_soft(-np.cos(2.0 * np.pi * phase[t]) * rel[t], key)
+        if wm_id is not None:
+            detail.update(axes_hypothesis="turn", symmetry_axis=k, axis_reversed=bool(sg),
+                          turn_deg=round(float(np.degrees(turns[t])), 3), lock=round(lock, 4),
+                          qim_step_rung=rung, n_channel_bits=N_BINS)
+            conf = float(np.clip(1.0 - 2.0 * errors / N_BINS, 0.0, 1.0))
+            return MeshWatermarkResult(True, int(wm_id), round(conf, 4), errors, FALSE_POSITIVE_BOUND,
+                                       detail)
+    return None
 
 
 # ----------------------------------------------------------------------------- public

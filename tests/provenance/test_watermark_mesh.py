@@ -274,13 +274,43 @@ def test_v1_marks_still_read_and_fallback():
     new, stats = embed_vertices(v, None, WM_ID)
     assert stats["algorithm"] == ALGORITHM_V1 and stats["v2_skipped"] == "no faces given"
     assert decode_vertices(new).id == WM_ID
-    # a shape without stable principal axes (a solid of revolution) falls back to v1
-    vase = trimesh.creation.icosphere(subdivisions=5)
-    vv = np.asarray(vase.vertices)
-    vv = vv * (1 + 0.2 * np.sin(3 * vv[:, 2:3])) * [1.0, 1.0, 1.5]
-    new, stats = embed_vertices(vv, vase.faces, WM_ID)
-    assert stats["algorithm"] == ALGORITHM_V1 and "principal axes" in stats["v2_skipped"]
-    assert decode_vertices(new, vase.faces).id == WM_ID
+    # a shape without a stable principal axis (cubic symmetry: three equal moments) falls back to v1
+    ball = trimesh.creation.icosphere(subdivisions=5)
+    bv = np.asarray(ball.vertices)
+    bv = bv * (1 + 0.1 * np.sum(bv ** 4, axis=1, keepdims=True))
+    new, stats = embed_vertices(bv, ball.faces, WM_ID)
+    assert stats["algorithm"] == ALGORITHM_V1 and "principal axis" in stats["v2_skipped"]
+    assert decode_vertices(new, ball.faces).id == WM_ID
+
+
+def _vase():
+    m = trimesh.creation.icosphere(subdivisions=5)
+    v = np.asarray(m.vertices)
+    return v * (1 + 0.2 * np.sin(3 * v[:, 2:3])) * [1.0, 1.0, 1.5], np.asarray(m.faces)
+
+
+def test_v2_on_a_solid_of_revolution():
+    """Two equal principal moments: no stable axes across the symmetry axis, so the reader also
+    tries every turn about it (RING_CANDIDATES more CRC checks, counted in the bound)."""
+    v, f = _vase()
+    new, stats = embed_vertices(v, f, WM_ID)
+    assert stats["algorithm"] == ALGORITHM and stats["symmetry_axis"] is not None, stats.get("v2_skipped")
+    assert np.linalg.norm(new - v, axis=1).max() <= MAX_DISPLACEMENT_REL * np.ptp(v, axis=0).max()
+    assert decode_vertices(new, f).id == WM_ID
+    assert not decode_vertices(v, f).found
+    # a 0.1 % stretch across the axis turns the principal axes there (the mark's own asymmetry
+    # is what fixed them): found by the turn search
+    d = np.array([1.0, 2.0, 0.0]) / np.sqrt(5.0)
+    r = decode_vertices(new @ (np.eye(3) + 1e-3 * np.outer(d, d)), f)
+    assert r.id == WM_ID and r.detail["axes_hypothesis"] == "turn", r.detail
+    rot = trimesh.transformations.random_rotation_matrix(np.random.default_rng(3).random(3))[:3, :3]
+    assert decode_vertices(new @ rot.T + 5.0, f).id == WM_ID
+    m = trimesh.Trimesh(new, f, process=False)
+    trimesh.smoothing.filter_laplacian(m, lamb=0.2, iterations=1)
+    assert decode_vertices(m.vertices, m.faces).id == WM_ID
+    sv, sf = trimesh.remesh.subdivide(new, f)
+    assert decode_vertices(sv, sf).id == WM_ID
+    assert not decode_vertices(new, f, key=b"another key").found
 
 
 def test_bad_vertices_and_faces(marked_sets):
@@ -295,3 +325,26 @@ def test_bad_vertices_and_faces(marked_sets):
     assert not r.found and "no volume" in r.detail["reason_v2"]
     with pytest.raises(WatermarkError, match="outside"):
         decode_vertices(nv, f + len(nv))
+
+
+def test_ring_values_are_turned_cell_values():
+    """The FFT reading of every turn about an axis agrees with the exact cell values of the turned
+    frame (within a few % of the smallest QIM step), for both signs of the axis."""
+    from provenance.watermark import _cells
+
+    v, f = bumpy_sphere(np.random.default_rng(4), amp=0.2)
+    frame = _cells.solid(v, f)
+    turns, s_all, _ = _cells.ring_values(_cells.accumulate(v, f, frame, 0)[2], 0, frame["s"])
+    hp, step = _cells.high_pass(), wm_mesh._step(wm_mesh.V2_STEP_RUNGS[0])
+    for t, sg in ((0, 0), (1000, 1), (3333, 0)):
+        e = frame["e"].copy()
+        if sg:  # axis 0 reversed: half a turn about axis 1
+            e[:, 0] *= -1.0
+            e[:, 2] *= -1.0
+        c, s = np.cos(turns[t]), np.sin(turns[t])
+        turned = e.copy()
+        turned[:, 1], turned[:, 2] = c * e[:, 1] + s * e[:, 2], -s * e[:, 1] + c * e[:, 2]
+        exact, _ = _cells.cell_values(v, f, dict(frame, e=turned))
+        assert np.sqrt(np.mean((hp @ (s_all[sg, t] - exact)) ** 2)) < 0.15 * step, (t, sg)
+        other = s_all[sg, (t + 40) % len(turns)]  # 2.3 degrees further: clearly different
+        assert np.sqrt(np.mean((hp @ (other - exact)) ** 2)) > 0.5 * step, (t, sg)
