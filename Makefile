@@ -11,6 +11,10 @@ STAMP  := $(VENV)/.installed-stamp
 NS_VENV  := .venv-ns
 NS_STAMP := $(NS_VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# the image watermark benchmark's peer (invisible-watermark, with torch and OpenCV) lives in its own
+# environment, kept out of the main one
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
 
 # Debian packages the tests use, installed only when missing: PostgreSQL (the registry and the job
 # store on a throwaway server, tests/pgserver.py) and Chromium (the web page test). Without root or
@@ -46,6 +50,12 @@ $(NS_STAMP): pyproject.toml
 	$(NS_VENV)/bin/python -m pip install --quiet -e ".[nerfstudio]"
 	touch $(NS_STAMP)
 
+$(BENCH_STAMP): pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet torch==2.13.0 invisible-watermark "opencv-python-headless<5"
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e .
+	touch $(BENCH_STAMP)
+
 install: sysdeps $(STAMP)
 
 ns-env: $(NS_STAMP)
@@ -55,6 +65,12 @@ demo: $(STAMP)
 
 test: sysdeps $(STAMP) $(NS_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ours against invisible-watermark on images (BENCHMARKS.md "Image watermark"; about 10 minutes)
+bench-watermark: $(BENCH_STAMP)
+	mkdir -p .bench
+	OMP_NUM_THREADS=1 $(BENCH_VENV)/bin/python benchmarks/watermark_bench.py --workers 2 --unmarked 1000 \
+		--jsonl .bench/watermark_bench.jsonl --markdown .bench/watermark_bench.md
 
 test-all: sysdeps $(STAMP) $(NS_STAMP)
 	$(BIN)/python -m pytest --runslow $(PYTEST_ARGS)

@@ -7,7 +7,8 @@ base mesh at several scales when ../shared/data has it), each with its own rando
 Attacks: re-export chains through trimesh (default loading, which merges duplicate vertices; float32
 positions in GLB/PLY), vertex + face reordering, uniform scale, translation, rotation, and beyond the
 design target: Gaussian vertex noise (0.1 mm on a 1.7 m-normalised mesh), one light Laplacian
-smoothing step, 50 % quadric decimation (open3d, when installed). Unmarked set: >= 100 meshes
+smoothing step, 50 % quadric decimation (open3d, when installed); beyond issue 18: positions
+quantised to 11 bits (as Draco compresses glTF), 5 Taubin smoothing steps, 75 % decimation. Unmarked set: >= 100 meshes
 (see ``tests/provenance/test_watermark_mesh.py::unmarked_set``) plus every marked mesh decoded with a
 wrong key. Prints one JSON line per decode, JSON summaries and a markdown table.
 """
@@ -90,10 +91,25 @@ def _open3d():
     return require("open3d")
 
 
-def attack_decimate(v, f, rng):
+def attack_quantize(v, f, rng, bits=11):
+    """Positions snapped to a 2^bits grid over the bounding box (Draco's default for positions in
+    glTF is 11 bits)."""
+    lo = v.min(axis=0)
+    q = _extent(v) / (2 ** bits - 1)
+    return np.round((v - lo) / q) * q + lo, f
+
+
+def attack_taubin(v, f, rng):
+    """Taubin smoothing (shrink-free), 5 iterations."""
+    m = trimesh.Trimesh(v, f, process=False)
+    trimesh.smoothing.filter_taubin(m, lamb=0.5, nu=0.53, iterations=5)
+    return np.asarray(m.vertices), np.asarray(m.faces)
+
+
+def attack_decimate(v, f, rng, keep=0.5):
     o3d = _open3d()
     m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(v), o3d.utility.Vector3iVector(f))
-    d = m.simplify_quadric_decimation(target_number_of_triangles=len(f) // 2)
+    d = m.simplify_quadric_decimation(target_number_of_triangles=int(len(f) * keep))
     return np.asarray(d.vertices), np.asarray(d.triangles)
 
 
@@ -135,11 +151,14 @@ def attacks(tmp: Path):
         "noise 0.1 mm": attack_noise,
         "laplacian 0.2 x1": attack_smooth,
         "subdivide x4 (midpoint)": attack_subdivide,
+        "quantize 11 bits (Draco's default)": attack_quantize,
+        "Taubin smoothing x5": attack_taubin,
     }
     try:
         _open3d()
         out["decimate 50% (open3d)"] = attack_decimate
         out["remesh: subdivide, decimate back (open3d)"] = attack_remesh
+        out["decimate 75% (open3d)"] = lambda v, f, rng: attack_decimate(v, f, rng, keep=0.25)
     except Exception as e:  # missing extra: say so, run the rest
         print(json.dumps({"note": f"open3d unavailable, decimation skipped: {e}"}))
     return out
