@@ -49,6 +49,9 @@ VIDEO_FALSE_POSITIVE_BOUND = ((1 + FALLBACK_FRAMES) * WORDS_PER_IMAGE + WORDS_GE
 _Y_SCALE = 219.0 / 255.0
 _COPY_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 _KEEP_INTERMEDIATES = 32  # per-frame intermediates kept for the single-frame fallback (thinned beyond)
+# frames averaged by the decoder: a 3 s clip at 30 fps whole (more frames, less content and coding
+# noise in the average; each costs one frame's reduction to the intermediate image)
+DEFAULT_MAX_FRAMES = 96
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 
@@ -305,7 +308,7 @@ def _v2(i: int) -> int:
     return 63 if i == 0 else (i & -i).bit_length() - 1
 
 
-def decode_video(source: Source, *, max_frames: int = 32, key: bytes = DEFAULT_KEY,
+def decode_video(source: Source, *, max_frames: int = DEFAULT_MAX_FRAMES, key: bytes = DEFAULT_KEY,
                  limits: Limits | None = None) -> WatermarkResult:
     """Decode the watermark from a video (a path, the file's bytes or a binary file object):
     averaged luma of up to ``max_frames`` frames sampled evenly over the first
@@ -334,7 +337,7 @@ def decode_video(source: Source, *, max_frames: int = 32, key: bytes = DEFAULT_K
             cap = max(1, min(cap, int(lim.max_verify_pixels) // (cw * ch)))
         n = int(vin.frames or 0)
         n_eff = min(n, cap) if n else 0
-        stride = max(1, n_eff // max_frames) if n_eff else 1
+        stride = max(1, -(-n_eff // max_frames)) if n_eff else 1  # ceil: the samples span the range
         shape = None
         acc = None  # known count: running sum (float64) of the sampled intermediates
         buckets: dict[int, list] = {}  # unknown count: sums by the 2-adic valuation of the frame index

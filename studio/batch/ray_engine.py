@@ -121,7 +121,10 @@ def run_ray(items: list[dict], spec: TaskSpec, workers: int | None, on_row, *, a
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
             ds = ds.map_batches(_RayWorker, fn_constructor_args=(spec, task_cls), batch_size=fpb,
-                                batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers),
+                                batch_format="pyarrow",
+                                # one block in flight per actor: an actor that dies takes only its
+                                # own block with it, not the blocks queued behind it
+                                compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
                                 num_cpus=1, max_restarts=0)
         seen: set[str] = set()
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
