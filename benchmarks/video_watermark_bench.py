@@ -48,10 +48,17 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
 
+def _wb():
+    """The image benchmark module: its geometric edits and its invisible-watermark adapter."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import watermark_bench
+
+    return watermark_bench
+
+
 def _edit(rgb: np.ndarray, edit: str) -> np.ndarray:
     """A geometric edit of one frame (issue 18): the same on every frame of a clip."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import watermark_bench as wb
+    wb = _wb()
 
     if edit == "crop8":  # 8 % off each side
         h, w = rgb.shape[:2]
@@ -229,8 +236,7 @@ PEER_FRAMES = 8
 def _peer_embed(src: Path, dst: Path, wm_id: int, method: str) -> dict:
     """invisible-watermark on every frame (48 raw bits = the id), H.264 CRF 18; Y PSNR of the
     marked frames before H.264."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import watermark_bench as wb
+    wb = _wb()
 
     psnr = []
 
@@ -249,8 +255,7 @@ def _peer_decode(path: Path, method: str) -> int | None:
     """Majority vote per bit over PEER_FRAMES frames spread over the clip."""
     import av
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import watermark_bench as wb
+    wb = _wb()
 
     with av.open(str(path)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]

@@ -231,15 +231,16 @@ def accumulate(v: np.ndarray, f: np.ndarray, frame: dict, ring_axis: int | None 
     around that principal axis (for :func:`ring_values`). Returns (vsum, osum, hist or None)."""
     vsum = np.zeros(N_CELLS)
     osum = np.zeros(N_CELLS)
-    hist = None if ring_axis is None else (np.zeros(RING_POLAR * RING_AZIMUTH), np.zeros(RING_POLAR * RING_AZIMUTH))
+    n_grid = RING_POLAR * RING_AZIMUTH
+    hist = None if ring_axis is None else (np.zeros(n_grid), np.zeros(n_grid))
     for g, vol, om in _contributions(v, f, frame):
         idx, w = weights(g)
         vsum += np.bincount(idx.reshape(-1), weights=(w * vol[:, None]).reshape(-1), minlength=N_CELLS)
         osum += np.bincount(idx.reshape(-1), weights=(w * om[:, None]).reshape(-1), minlength=N_CELLS)
         if hist is not None:
             b = _ring_bin(g, ring_axis)
-            hist[0][:] += np.bincount(b, weights=vol, minlength=len(hist[0]))
-            hist[1][:] += np.bincount(b, weights=om, minlength=len(hist[1]))
+            hist[0][:] += np.bincount(b, weights=vol, minlength=n_grid)
+            hist[1][:] += np.bincount(b, weights=om, minlength=n_grid)
     return vsum, osum, hist
 
 

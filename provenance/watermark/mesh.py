@@ -224,6 +224,12 @@ def _soft(vu: np.ndarray, key: bytes) -> tuple[np.ndarray | None, dict]:
     return soft, info
 
 
+def _found(wm_id: int, errors: int, detail: dict) -> MeshWatermarkResult:
+    """The result for a word that passed its CRC check (confidence from the channel-bit errors)."""
+    conf = float(np.clip(1.0 - 2.0 * errors / N_BINS, 0.0, 1.0))
+    return MeshWatermarkResult(True, int(wm_id), round(conf, 4), errors, FALSE_POSITIVE_BOUND, detail)
+
+
 def _decode_soft(soft: np.ndarray, key: bytes) -> tuple[int | None, int]:
     word = _ecc.viterbi_decode(soft)
     wm_id = _ecc.check_info_word(word, key)
@@ -373,8 +379,7 @@ def _decode_v1(vertices, faces=None, key: bytes = DEFAULT_KEY) -> MeshWatermarkR
     if wm_id is None:
         detail["reason"] = "no valid watermark word (CRC-32 check failed)"
         return MeshWatermarkResult(False, None, 0.0, None, FALSE_POSITIVE_BOUND, detail)
-    conf = float(np.clip(1.0 - 2.0 * errors / N_BINS, 0.0, 1.0))
-    return MeshWatermarkResult(True, int(wm_id), round(conf, 4), errors, FALSE_POSITIVE_BOUND, detail)
+    return _found(wm_id, errors, detail)
 
 
 # ----------------------------------------------------------------------------- v2 (solid cells)
@@ -504,9 +509,7 @@ def _decode_v2(v: np.ndarray, f: np.ndarray, key: bytes) -> MeshWatermarkResult:
             wm_id, errors = _decode_soft(soft, key)
             if wm_id is not None:
                 detail.update(axes_hypothesis=h, qim_step_rung=rung, n_channel_bits=N_BINS)
-                conf = float(np.clip(1.0 - 2.0 * errors / N_BINS, 0.0, 1.0))
-                return MeshWatermarkResult(True, int(wm_id), round(conf, 4), errors,
-                                           FALSE_POSITIVE_BOUND, detail)
+                return _found(wm_id, errors, detail)
     if k is not None:
         found = _decode_turns(hist, k, frame["s"], key, cell_of_bit, dither, detail)
         if found is not None:
@@ -541,9 +544,7 @@ def _decode_turns(hist, k, s, key, cell_of_bit, dither, detail) -> MeshWatermark
             detail.update(axes_hypothesis="turn", symmetry_axis=k, axis_reversed=bool(sg),
                           turn_deg=round(float(np.degrees(turns[t])), 3), lock=round(lock, 4),
                           qim_step_rung=rung, n_channel_bits=N_BINS)
-            conf = float(np.clip(1.0 - 2.0 * errors / N_BINS, 0.0, 1.0))
-            return MeshWatermarkResult(True, int(wm_id), round(conf, 4), errors, FALSE_POSITIVE_BOUND,
-                                       detail)
+            return _found(wm_id, errors, detail)
     return None
 
 
